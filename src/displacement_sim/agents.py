@@ -1,0 +1,110 @@
+"""The Mesa agents: trafficking networks, ports and enforcement agencies.
+
+Each agent holds its own state and calls the shared equations
+(:mod:`displacement_sim.kernel`, :mod:`displacement_sim.mechanics`) on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from . import kernel as kx
+from . import mechanics as mx
+from .params import HISTORY_WEEKS, AgencyParams, Params
+
+if TYPE_CHECKING:
+    from .model import DisplacementModel
+
+__all__ = ["EnforcementAgency", "Port", "TraffickingNetwork"]
+
+
+class TraffickingNetwork(mesa.Agent):
+    """A trafficking network in one slot: chooses ports, ships loads, learns from seizures.
+
+    Attributes:
+        slot: fixed slot index (the row of the random blocks it reads).
+        m: base load size, kg; rate: loads per week at full supply; lam: risk aversion.
+        home: home country; hvt: led by a high-value target.
+        seizures, exposure: evidence ``S`` and exposure ``E`` per port (Gamma-Poisson belief).
+        access: insider access ``h`` per port, in [0, 1].
+        alive: whether the network is active; t_dismantled: week it was dismantled (or None).
+    """
+
+    model: DisplacementModel
+
+    def __init__(self, model: DisplacementModel, slot: int, attrs: dict[str, object], n_ports: int) -> None:
+        super().__init__(model)
+        self.slot = slot
+        self.m = float(attrs["m"])
+        self.rate = float(attrs["rate"])
+        self.lam = float(attrs["lam"])
+        self.home = str(attrs["home"])
+        self.hvt = bool(attrs["hvt"])
+        self.alive = True
+        self.t_dismantled: int | None = None
+        self.seizures = np.zeros(n_ports)
+        self.exposure = np.zeros(n_ports)
+        self.access = np.zeros(n_ports)
+        self.decision: kx.Decision | None = None
+        self.loads = np.zeros(n_ports + 1)
+        self.seized = np.zeros(n_ports + 1)
+
+    def choose(self, p: Params, a0: np.ndarray, supply: float) -> None:
+        """Steps 3-4: perceive risk per port and choose where (and whether) to ship."""
+        self.decision = kx.decide(
+            p, a0, supply, np.float64(self.lam), np.float64(self.m), np.float64(self.rate),
+            self.seizures, self.exposure, self.access,
+        )
+
+    def ship(self, p: Params, u: np.ndarray, l_max: int, i_q: np.ndarray, t: np.ndarray) -> None:
+        """Step 5: draw this week's loads from the slot's row of uniforms; each load is seized or not."""
+        dec = self.decision
+        n_alt = p.n_ports + 1
+        n_loads = int(mx.poisson_from_uniform(u[0], dec.mean_loads, l_max))
+        det = kx.detection_by_alternative(p, i_q, t, self.access)
+        alt = mx.choose_alternative(u[1 : 1 + n_loads], dec.cum_ship)
+        caught = u[1 + l_max : 1 + l_max + n_loads] < det[alt]
+        self.loads = np.bincount(alt, minlength=n_alt).astype(float)
+        self.seized = np.bincount(alt, weights=caught, minlength=n_alt)
+
+    def learn(self, p: Params, news_seized: np.ndarray, news_exposure: np.ndarray) -> None:
+        """Step 6: update evidence, exposure and insider access from own loads and milieu news."""
+        self.seizures, self.exposure, self.access = kx.learn(
+            p, self.seizures, self.exposure, self.access,
+            self.loads[:-1], self.seized[:-1], news_seized, news_exposure,
+        )
+
+
+class Port(mesa.Agent):
+    """A port: its inspection rate in force and its record of seizures (for the allocation rules)."""
+
+    model: DisplacementModel
+
+    def __init__(self, model: DisplacementModel, index: int, port_id: str) -> None:
+        super().__init__(model)
+        self.index = index
+        self.port_id = port_id
+        self.inspection_rate = 0.0
+        self.seizure_history = np.zeros(HISTORY_WEEKS)
+
+    def record_seizures(self, week: int, n_seized: float) -> None:
+        self.seizure_history[week % HISTORY_WEEKS] = n_seized
+
+
+class EnforcementAgency(mesa.Agent):
+    """An agency of one country (or the pooled members of a joint strategy): allocates extra inspections."""
+
+    model: DisplacementModel
+
+    def __init__(self, model: DisplacementModel, code: str) -> None:
+        super().__init__(model)
+        self.code = code
+        self.extra = np.zeros(0)
+
+    def allocate(self, p: Params, unit: AgencyParams, history: np.ndarray, week: int, rates: np.ndarray) -> None:
+        """Step 2: spread the budget over the unit's ports by its rule (water-filling under the cap)."""
+        recent = kx.recent_seizures(history, week, unit.review_weeks)
+        self.extra = kx.allocate(p, unit, recent, rates)

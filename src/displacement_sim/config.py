@@ -1,0 +1,469 @@
+"""Loading scenarios: YAML, ``extends``, dotted-path overrides, interventions.
+
+A scenario file is parsed at the edge into the frozen :class:`~.schema.Scenario`;
+the engines never read YAML. Steps:
+
+1. read the YAML (duplicate keys are errors);
+2. resolve ``extends`` (relative to the file, any depth, cycles detected) by
+   deep merge: mappings merge, lists replace, ``null`` removes a key;
+3. merge over the default port data (``data/ports.yaml``), so a scenario names
+   only the ports it adds or changes;
+4. apply overrides by dotted path (``enforcement.BE.budget``,
+   ``ports[kind=regional].inspection_rate``);
+5. validate, then validate every intervention by applying it to a copy.
+
+Every failure is a :class:`~.errors.ConfigError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, suggest
+from .schema import CrossFieldError, Scenario
+
+__all__ = [
+    "Phase",
+    "apply_path",
+    "default_ports",
+    "load_scenario",
+    "parse_override",
+    "phases",
+    "scenario_from_dict",
+]
+
+# Paths an intervention may change (structure, horizon and the initial population may not).
+MUTABLE_PORT_FIELDS = ("inspection_rate", "q", "c", "a", "transit_check", "enabled", "at_risk_per_week")
+MUTABLE_ROOTS = ("enforcement", "behaviour", "elsewhere", "hold", "inputs")
+
+_SEGMENT = re.compile(r"^(?P<key>[A-Za-z0-9_\-]+)(?:\[(?P<sel>[^\]]*)\])?$")
+
+
+# --- YAML ------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (a silent overwrite would ignore one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise ConfigError(
+                f"duplicate key {key!r} at line {mark.line + 1}",
+                given=key,
+                allowed="each key once per mapping",
+            )
+        seen[key] = loader.construct_object(value_node, deep=deep)
+    return seen
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML mapping, turning every failure into a ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError("file not found", file=path, given=str(path), allowed="an existing YAML file")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+    except ConfigError as err:
+        raise err.with_file(path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"YAML syntax error{where}: {problem}", file=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a UTF-8 text file", file=path) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "top level must be a mapping", file=path, given=type(data).__name__, allowed="key: value pairs"
+        )
+    return data
+
+
+@cache
+def _default_ports_cached() -> str:
+    return resources.files("displacement_sim.data").joinpath("ports.yaml").read_text(encoding="utf-8")
+
+
+def default_ports() -> dict[str, Any]:
+    """The default port reference data (``data/ports.yaml``) as a fresh dict."""
+    return yaml.safe_load(_default_ports_cached())["ports"]
+
+
+# --- merging and paths -----------------------------------------------------------------------
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge recursively, other values (lists included) replace; ``None`` deletes."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if value is None and key in out and isinstance(out[key], dict):
+            del out[key]
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in stack:
+        cycle = " -> ".join(p.name for p in (*stack, path))
+        raise ConfigError(
+            f"extends cycle: {cycle}", file=stack[-1], field="extends", given=path.name,
+            allowed="a chain without loops",
+        )
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError("extends must be a file name", file=path, field="extends", given=parent,
+                          allowed="a relative path such as baseline.yaml")
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise ConfigError("extended file not found", file=path, field="extends", given=parent,
+                          allowed="a path relative to this file")
+    base = _resolve_chain(parent_path, (*stack, path))
+    # the child's own name and description never inherit silently from the parent
+    base.pop("name", None)
+    base.pop("description", None)
+    return deep_merge(base, data)
+
+
+def _parse_selector(text: str, path: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError("bad selector", field=path, given=part, allowed="key=value, e.g. kind=regional")
+        key, value = (s.strip() for s in part.split("=", 1))
+        out[key] = value
+    return out
+
+
+def _split_path(path: str) -> list[tuple[str, dict[str, str] | None]]:
+    segments = []
+    for raw in path.split("."):
+        match = _SEGMENT.match(raw)
+        if not match:
+            raise ConfigError("bad path segment", field=path, given=raw,
+                              allowed="names separated by dots, e.g. ports[kind=hub].inspection_rate")
+        sel = match.group("sel")
+        segments.append((match.group("key"), _parse_selector(sel, path) if sel is not None else None))
+    return segments
+
+
+_SELECTABLE = ("kind", "country", "cluster", "enabled")
+
+
+def expand_path(data: Mapping[str, Any], path: str) -> list[list[str]]:
+    """Concrete key lists a (possibly selector) path refers to in ``data``."""
+    results: list[list[str]] = [[]]
+    for key, sel in _split_path(path):
+        if sel is None:
+            results = [[*r, key] for r in results]
+            continue
+        new = []
+        for r in results:
+            node = _get(data, [*r, key])
+            if not isinstance(node, Mapping):
+                raise ConfigError("selector on a field that is not a mapping", field=path, given=key,
+                                  allowed="ports[kind=...]")
+            for field in sel:
+                if field not in _SELECTABLE:
+                    raise ConfigError("unknown selector field", field=path, given=field,
+                                      allowed=", ".join(_SELECTABLE))
+            for child, value in node.items():
+                if isinstance(value, Mapping) and all(
+                    str(value.get(f)).lower() == v.lower() for f, v in sel.items()
+                ):
+                    new.append([*r, key, child])
+        if not new:
+            raise ConfigError("selector matches nothing", field=path, given=sel,
+                              allowed="a selector matching at least one entry")
+        results = new
+    return results
+
+
+def _get(data: Mapping[str, Any], keys: list[str]) -> Any:
+    node: Any = data
+    for k in keys:
+        if not isinstance(node, Mapping) or k not in node:
+            return None
+        node = node[k]
+    return node
+
+
+def apply_path(data: dict[str, Any], path: str, value: Any, *, where: str = "") -> None:
+    """Set ``path`` in ``data`` in place; ``value`` may be ``{scale: x}`` to multiply the current one."""
+    label = where or path
+    for keys in expand_path(data, path):
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError("path goes through a value that is not a mapping", field=label,
+                                  given=".".join(keys[: i + 1]), allowed="a path to a field")
+            node = child
+        last = keys[-1]
+        if isinstance(value, Mapping) and set(value) == {"scale"}:
+            factor = value["scale"]
+            current = node.get(last, _schema_default(keys))
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                raise ConfigError("scale needs a number", field=label, given=factor, allowed="a number")
+            if isinstance(current, bool) or not isinstance(current, int | float):
+                raise ConfigError("can only scale a number", field=label, given=current,
+                                  allowed="a numeric field")
+            node[last] = current * factor
+        else:
+            node[last] = copy.deepcopy(value)
+
+
+def _schema_default(keys: list[str]) -> Any:
+    """The schema default of a field that a scenario left out (for ``{scale: x}``)."""
+    model: type[BaseModel] | None = Scenario
+    for k in keys:
+        if model is None:
+            return None
+        if k not in model.model_fields:
+            if model.__name__ == "Enforcement":
+                from .schema import Agency
+
+                model = Agency
+                continue
+            return None
+        info = model.model_fields[k]
+        default = info.get_default(call_default_factory=True)
+        ann = info.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return default
+    return None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=3"`` -> ``("a.b", 3)``; the value is parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in text:
+        raise ConfigError("an override needs PATH=VALUE", field="--set", given=text,
+                          allowed="e.g. enforcement.BE.budget=2000")
+    path, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return path.strip(), value
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the model found at ``loc`` (for 'did you mean')."""
+    model: Any = Scenario
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        if part in fields:
+            ann = fields[part].annotation
+            origin = getattr(ann, "__origin__", None)
+            if origin is dict:
+                model = ("dict", ann.__args__[1])
+            elif origin is list:
+                model = ann.__args__[0]
+            else:
+                model = ann
+            if isinstance(model, tuple):
+                model = model[1]
+                continue
+        elif getattr(model, "__name__", "") == "Enforcement":
+            from .schema import Agency
+
+            model = Agency
+        else:
+            return list(fields)
+    return list(getattr(model, "model_fields", {}) or [])
+
+
+_ALLOWED_BY_TYPE = {
+    "greater_than_equal": lambda c: f">= {c['ge']}",
+    "greater_than": lambda c: f"> {c['gt']}",
+    "less_than_equal": lambda c: f"<= {c['le']}",
+    "less_than": lambda c: f"< {c['lt']}",
+    "literal_error": lambda c: str(c.get("expected", "")),
+    "too_short": lambda c: f"at least {c.get('min_length')} item(s)",
+}
+
+
+def _convert(err: ValidationError, file: str | None, prefix: str = "") -> ConfigError:
+    errors = err.errors()
+    first = errors[0]
+    loc = first["loc"]
+    field = _loc_to_path(loc)
+    if prefix:
+        field = f"{prefix}.{field}" if field else prefix
+    typ = first["type"]
+    ctx = first.get("ctx") or {}
+    more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    inner = ctx.get("error")
+    if isinstance(inner, CrossFieldError):
+        return ConfigError(inner.problem + more, file=file, field=_join(prefix, inner.field),
+                           given=inner.given, allowed=inner.allowed, has_given=True)
+    if typ == "extra_forbidden":
+        key = str(loc[-1])
+        valid = _fields_at(loc[:-1])
+        hint = suggest(key, valid)
+        return ConfigError(
+            f"unknown key{'; ' + hint if hint else ''}{more}", file=file, field=field, given=key,
+            allowed=", ".join(valid) if valid else None,
+        )
+    if typ == "missing":
+        return ConfigError(f"required field is missing{more}", file=file, field=field,
+                           allowed="a value for this field")
+    allowed = _ALLOWED_BY_TYPE.get(typ, lambda c: None)(ctx)
+    problem = first["msg"]
+    if inner is not None:
+        problem = str(inner)
+    if allowed is None:
+        allowed = problem if typ not in ("value_error", "assertion_error") else None
+        problem = "invalid value" if allowed else problem
+    return ConfigError(problem + more, file=file, field=field, given=first.get("input"),
+                       allowed=allowed, has_given="input" in first)
+
+
+def _join(prefix: str, field: str) -> str:
+    return f"{prefix}.{field}" if prefix else field
+
+
+def scenario_from_dict(data: Mapping[str, Any], *, file: str | Path | None = None) -> Scenario:
+    """Validate a merged scenario dict (ports included) and its interventions."""
+    fname = str(file) if file is not None else None
+    try:
+        scenario = Scenario.model_validate(dict(data))
+    except ValidationError as err:
+        raise _convert(err, fname) from None
+    for _ in phases(scenario, file=fname):
+        pass
+    return scenario
+
+
+def load_scenario(
+    path: str | Path | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> Scenario:
+    """Load, merge, override and validate a scenario; the result is frozen.
+
+    Args:
+        path: a YAML file, or a mapping with the same content (ports merge over the defaults).
+        overrides: ``{dotted.path: value}`` applied after ``extends`` and before validation.
+    """
+    if isinstance(path, Mapping):
+        data, fname = copy.deepcopy(dict(path)), None
+        if "extends" in data:
+            raise ConfigError("extends is only supported in files", field="extends", given=data["extends"])
+    else:
+        p = Path(path)
+        data, fname = _resolve_chain(p), str(p)
+    merged = deep_merge({"ports": default_ports()}, data)
+    if "name" not in merged and fname is not None:
+        merged["name"] = Path(fname).stem
+    for key, value in (overrides or {}).items():
+        try:
+            apply_path(merged, key, value)
+        except ConfigError as err:
+            err.field = err.field or key
+            raise err.with_file(fname or "overrides") from None
+    return scenario_from_dict(merged, file=fname)
+
+
+# --- interventions as phases -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """From ``week`` on, the engine's parameters come from ``scenario``."""
+
+    week: int
+    scenario: Scenario
+
+
+def _check_mutable(path: str, field: str) -> None:
+    keys = [k for k, _ in _split_path(path)]
+    if keys[0] == "ports":
+        if len(keys) != 3 or keys[2] not in MUTABLE_PORT_FIELDS:
+            raise ConfigError("interventions can change only these port fields", field=field,
+                              given=path, allowed=", ".join(MUTABLE_PORT_FIELDS))
+        return
+    if keys[0] not in MUTABLE_ROOTS:
+        raise ConfigError("interventions cannot change this", field=field, given=path,
+                          allowed="ports.<id>.<field> or a path under " + ", ".join(MUTABLE_ROOTS))
+
+
+def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
+    """The scenario in force from each intervention week on, each validated.
+
+    Interventions of the same week apply in file order. The loaded scenario is
+    never changed: each phase is a new frozen scenario.
+    """
+    out = [Phase(0, scenario)]
+    if not scenario.interventions:
+        return out
+    data = scenario.model_dump(mode="python", exclude={"interventions"}, exclude_defaults=False)
+    ordered = sorted(enumerate(scenario.interventions), key=lambda t: (t[1].week, t[0]))
+    for idx, iv in ordered:
+        for path, value in iv.set.items():
+            field = f"interventions[{idx}].set.{path}"
+            if scenario.ports.get(path.split(".")[1] if path.startswith("ports.") else "", None) is None \
+                    and path.startswith("ports.") and "[" not in path.split(".")[0]:
+                pid = path.split(".")[1]
+                hint = suggest(pid, scenario.ports)
+                raise ConfigError(f"unknown port{'; ' + hint if hint else ''}", file=file, field=field,
+                                  given=pid, allowed=", ".join(scenario.ports))
+            try:
+                _check_mutable(path, field)
+                apply_path(data, path, value, where=field)
+            except ConfigError as err:
+                err.field = field if err.field in (None, path) else err.field
+                raise err.with_file(file or scenario.name) from None
+        try:
+            new = Scenario.model_validate(data)
+        except ValidationError as err:
+            raise _convert(err, file, prefix=f"interventions[{idx}]") from None
+        if out[-1].week == iv.week:
+            out[-1] = Phase(iv.week, new)
+        else:
+            out.append(Phase(iv.week, new))
+    return out

@@ -1,0 +1,180 @@
+"""The phases of a week, composed from :mod:`mechanics`, for any leading shape.
+
+These functions are what both engines call: the Mesa agents with one network's
+row (shape ``(P,)``), the vectorized engine with ``(R, N, P)`` blocks. They are
+pure: arrays in, arrays out. Sums across networks go through
+:func:`sum_over_networks`, which adds in slot order, so both engines add the
+same numbers in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import mechanics as mx
+from .params import AgencyParams, Params
+from .schema import Networks
+from .streams import INIT_COLUMNS
+
+__all__ = [
+    "Decision",
+    "allocate",
+    "decide",
+    "detection_by_alternative",
+    "initial_networks",
+    "learn",
+    "recent_seizures",
+    "sum_over_networks",
+]
+
+
+def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum along the network axis strictly in slot order (a running sum, not pairwise)."""
+    return np.cumsum(x, axis=axis).take(-1, axis=axis)
+
+
+# --- initialisation -------------------------------------------------------------------------------
+
+
+def initial_networks(u: np.ndarray, spec: Networks) -> dict[str, np.ndarray]:
+    """Network attributes from the initial block of uniforms (last axis: ``INIT_COLUMNS``)."""
+    col = {name: u[..., k] for k, name in enumerate(INIT_COLUMNS)}
+    homes = sorted(spec.home)
+    weights = np.array([spec.home[h] for h in homes], dtype=float)
+    home_idx = mx.categorical_from_uniform(col["home"], np.broadcast_to(weights, (*col["home"].shape, len(homes))))
+    return {
+        "m": mx.lognormal_from_uniform(col["load_kg"], **spec.load_kg.model_dump()),
+        "rate": mx.lognormal_from_uniform(col["loads_per_week"], **spec.loads_per_week.model_dump()),
+        "lam": mx.lognormal_from_uniform(col["risk_aversion"], **spec.risk_aversion.model_dump()),
+        "home": np.asarray(homes)[home_idx],
+        "hvt": col["hvt"] < spec.hvt_share,
+    }
+
+
+# --- enforcement: allocation ---------------------------------------------------------------------
+
+
+def recent_seizures(history: np.ndarray, week: int, n_weeks: int) -> np.ndarray:
+    """Seizures per port over the ``n_weeks`` before ``week`` from a ring buffer (axis -2 is weeks)."""
+    size = history.shape[-2]
+    n = min(n_weeks, week, size)
+    if n == 0:
+        return np.zeros(history.shape[:-2] + history.shape[-1:])
+    rows = [(week - 1 - k) % size for k in range(n)]
+    return history[..., rows, :].sum(axis=-2)
+
+
+def allocate(p: Params, unit: AgencyParams, seizures: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Extra inspections per week on ``unit.ports`` (DESIGN.md step 2).
+
+    ``seizures`` are recent seizure counts per port and ``rates`` the inspection
+    rates in force, both with ports on the last axis.
+    """
+    pic = unit.picture
+    detection = np.minimum(1.0, rates[..., pic] * p.q[pic])
+    weights = mx.allocation_weights(
+        unit.rule, seizures[..., pic], detection, unit.prior, unit.static_weights, unit.s0, unit.rho, unit.floor
+    )
+    if unit.anticipation > 0:
+        weights = mx.anticipate_displacement(weights, unit.buffer_matrix, unit.anticipation)
+    position = np.searchsorted(pic, unit.ports)
+    spend = unit.ports
+    caps = np.maximum(unit.i_max - p.base_rate[spend], 0.0) * p.at_risk[spend]
+    budget = np.full(weights.shape[:-1], unit.budget)
+    return mx.water_fill(weights[..., position], caps, budget)
+
+
+def rates_from_extra(p: Params, extras: list[np.ndarray], lead_shape: tuple[int, ...]) -> np.ndarray:
+    """Inspection rates of every port from each unit's extra inspections."""
+    rates = np.broadcast_to(p.base_rate, (*lead_shape, p.n_ports)).copy()
+    for unit, extra in zip(p.units, extras, strict=True):
+        s = unit.ports
+        rates[..., s] = mx.inspection_rates(p.base_rate[s], extra, p.at_risk[s], unit.i_max)
+    return rates
+
+
+# --- traffickers: perception, choice, detection ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A network's choice for the week (arrays with the network's leading shape)."""
+
+    probs: np.ndarray  # (..., P + 2): ports, elsewhere, hold
+    m_eff: np.ndarray  # (...,) kg per load after splitting
+    mean_loads: np.ndarray  # (...,) Poisson mean of loads this week
+    cum_ship: np.ndarray  # (..., P + 1) cumulative choice probabilities given shipping
+
+
+def decide(
+    p: Params,
+    a0: np.ndarray,
+    supply: float,
+    lam: np.ndarray,
+    m: np.ndarray,
+    rate: np.ndarray,
+    seizures: np.ndarray,
+    exposure: np.ndarray,
+    h: np.ndarray,
+) -> Decision:
+    """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads."""
+    rho = mx.perceived_risk(a0, p.prior_strength, seizures, exposure)
+    rho_eff = mx.effective_risk(rho, p.kappa, h)
+    utility = mx.port_utility(p.margin, lam[..., None], rho_eff, p.cost, p.setup, h, p.phi, p.log_at_risk)
+    probs = mx.choice_probabilities(
+        utility, p.utility_elsewhere(lam), p.hold_utility, p.beta, p.nest_lambda, p.nests
+    )
+    risk = np.concatenate([rho_eff, np.broadcast_to(p.elsewhere_detection, (*rho_eff.shape[:-1], 1))], axis=-1)
+    m_eff = mx.effective_load(m, p.zeta, p.split_floor, probs[..., :-1], risk)
+    p_hold = probs[..., -1]
+    mean_loads = mx.expected_loads(supply, rate, m, m_eff, p_hold)
+    p_ship = 1.0 - p_hold
+    ship = probs[..., :-1] / np.where(p_ship > 0, p_ship, 1.0)[..., None]
+    return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=np.cumsum(ship, axis=-1))
+
+
+def check_load_bound(mean_loads: np.ndarray, lam_max: float) -> None:
+    """The fixed-consumption design draws ``l_max`` load slots for rate ``lam_max``: check it holds."""
+    if np.any(mean_loads > lam_max * (1.0 + 1e-12)):
+        raise RuntimeError(f"load rate {float(np.max(mean_loads))} above the design bound {lam_max}")
+
+
+def detection_by_alternative(
+    p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Seizure probability of a load at each port and elsewhere (last axis ``P + 1``)."""
+    d = mx.detection_probability(i_q, p.kappa, h, t, gamma_intel)
+    return np.concatenate([d, np.broadcast_to(p.elsewhere_detection, (*d.shape[:-1], 1))], axis=-1)
+
+
+# --- learning -------------------------------------------------------------------------------------
+
+
+def learn(
+    p: Params,
+    seizures: np.ndarray,
+    exposure: np.ndarray,
+    h: np.ndarray,
+    own_loads: np.ndarray,
+    own_seized: np.ndarray,
+    news_seized: np.ndarray,
+    news_exposure: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 6: evidence and exposure with decay and milieu news; insider access.
+
+    ``own_loads`` and ``own_seized`` are this week's counts per port; the news is
+    each port's seizures and exposure this week per active network.
+    """
+    new_s = mx.update_evidence(seizures, p.memory, own_seized, p.omega, news_seized)
+    new_e = mx.update_evidence(exposure, p.memory, own_exposure(p, own_loads, h), p.omega, news_exposure)
+    new_h = mx.update_access(
+        h, own_loads > 0, own_seized > 0, p.access_growth, p.c, p.access_decay, p.access_burn
+    )
+    return new_s, new_e, new_h
+
+
+def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Exposure a network's own loads add: each load weighted ``1 - kappa h``."""
+    return own_loads * (1.0 - p.kappa * h)

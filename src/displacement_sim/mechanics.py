@@ -1,0 +1,294 @@
+"""The model's equations, as pure functions on numpy arrays of any leading shape.
+
+Both engines call these and nothing else for the model's arithmetic: the Mesa
+agents pass one network's row, shape ``(P,)``; the vectorized engine passes
+``(R, N, P)`` blocks. No function holds state or draws random numbers: every
+random variable is computed from uniforms by inverse CDF, so a changed
+probability never shifts later draws (DESIGN.md section 5).
+
+Alternatives are indexed ``0..P-1`` for the ports, ``P`` for *elsewhere* and
+``P+1`` for *hold*.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtri
+
+__all__ = [
+    "allocation_weights",
+    "anticipate_displacement",
+    "choice_probabilities",
+    "choose_alternative",
+    "detection_probability",
+    "effective_load",
+    "effective_risk",
+    "expected_loads",
+    "inspection_rates",
+    "lognormal_from_uniform",
+    "perceived_risk",
+    "poisson_from_uniform",
+    "poisson_tail_bound",
+    "port_utility",
+    "transit_detection",
+    "update_access",
+    "update_evidence",
+    "water_fill",
+]
+
+# --- random variables from uniforms ------------------------------------------------------------
+
+
+def lognormal_from_uniform(u: np.ndarray, median: float, sigma: float, low: float, high: float) -> np.ndarray:
+    """Inverse CDF of a log-normal (median, log-sd ``sigma``), clipped to ``[low, high]``."""
+    return np.clip(median * np.exp(sigma * ndtri(u)), low, high)
+
+
+def categorical_from_uniform(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Index ``k`` with probability ``weights[..., k] / sum`` (inverse CDF of one uniform)."""
+    cum = np.cumsum(weights, axis=-1)
+    return choose_alternative(u, cum / cum[..., -1:])
+
+
+def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """Inverse CDF on cumulative probabilities ``cum`` (last axis); ``u`` broadcasts against ``cum[..., 0]``.
+
+    Returns the number of cumulative bounds (all but the last) that ``u`` reaches,
+    so alternatives of probability zero are never chosen and the result is always
+    a valid index even when ``cum[-1]`` rounds below 1.
+    """
+    return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
+
+
+def poisson_tail_bound(lam_max: float, tail: float = 1e-12) -> int:
+    """Smallest ``L`` with ``P(Poisson(lam_max) > L) < tail``: the load slots drawn per week."""
+    if lam_max <= 0:
+        return 1
+    p = math.exp(-lam_max)
+    cdf = p
+    k = 0
+    while 1.0 - cdf >= tail:
+        k += 1
+        p *= lam_max / k
+        cdf += p
+        if k > 100_000:
+            raise ValueError(f"load rate {lam_max} too large for the fixed-consumption design")
+    return max(k, 1)
+
+
+def poisson_from_uniform(u: np.ndarray, lam: np.ndarray, l_max: int) -> np.ndarray:
+    """Inverse CDF of Poisson(``lam``) at ``u``, truncated at ``l_max`` (tail < 1e-12 by design)."""
+    lam = np.asarray(lam, dtype=float)
+    p = np.exp(-lam)
+    cdf = p.copy()
+    count = np.zeros(np.broadcast(u, lam).shape, dtype=np.int64)
+    for k in range(1, l_max + 1):
+        below = u >= cdf
+        if not below.any():  # the CDF only grows: no later term can count
+            break
+        count += below
+        p = p * lam / k
+        cdf = cdf + p
+    return count
+
+
+# --- enforcement --------------------------------------------------------------------------------
+
+
+def inspection_rates(base: np.ndarray, extra: np.ndarray, at_risk: np.ndarray, i_max: float) -> np.ndarray:
+    """``i_p = base_p + extra_p / at_risk_p``, where the extra part may not lift ``i_p`` above ``i_max``."""
+    return np.maximum(base, np.minimum(base + extra / at_risk, i_max))
+
+
+def water_fill(weights: np.ndarray, caps: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """Spread ``budget`` over the last axis in proportion to ``weights``, at most ``caps`` each.
+
+    Budget a saturated cell cannot absorb goes to the others (water-filling);
+    only when every cell with weight is full does budget remain unspent.
+    Rows are independent; ``budget`` has the leading shape.
+    """
+    weights = np.asarray(weights, dtype=float)
+    caps = np.broadcast_to(np.asarray(caps, dtype=float), weights.shape)
+    extra = np.zeros(weights.shape)
+    remaining = np.array(budget, dtype=float, copy=True).reshape(weights.shape[:-1])
+    active = (weights > 0) & (caps > 0)
+    for _ in range(weights.shape[-1] + 1):
+        w = np.where(active, weights, 0.0)
+        total = w.sum(axis=-1)
+        live = (total > 0) & (remaining > 0)
+        if not live.any():
+            break
+        safe_total = np.where(live, total, 1.0)
+        share = np.where(live[..., None], remaining[..., None] * w / safe_total[..., None], 0.0)
+        full = active & live[..., None] & (extra + share >= caps)
+        any_full = full.any(axis=-1)
+        # rows where nothing saturates take their share and are done
+        done = live & ~any_full
+        extra = np.where(done[..., None], extra + share, extra)
+        remaining = np.where(done, 0.0, remaining)
+        # rows where something saturates fill those cells and go round again
+        grow = np.where(full & any_full[..., None], caps - extra, 0.0)
+        extra = extra + grow
+        remaining = np.where(any_full, np.maximum(remaining - grow.sum(axis=-1), 0.0), remaining)
+        active = active & ~(full & any_full[..., None])
+    return extra
+
+
+def allocation_weights(
+    rule: str,
+    recent_seizures: np.ndarray,
+    detection: np.ndarray,
+    prior: np.ndarray,
+    static_weights: np.ndarray,
+    s0: float,
+    rho: float,
+    floor: float,
+) -> np.ndarray:
+    """Weights of an agency's ports under its allocation rule (DESIGN.md section 3, step 2).
+
+    - ``static``: fixed weights;
+    - ``reactive``: ``(recent seizures + s0) ** rho``, chasing the last seizures (NarcoLogic,
+      Magliocca et al. 2019);
+    - ``threat``: estimated flow ``(seizures + s0 * prior) / max(detection, floor)``:
+      inverse-probability weighting with a prior, so a quiet port never drops to zero.
+    """
+    if rule == "static":
+        return np.broadcast_to(static_weights, np.broadcast(recent_seizures, static_weights).shape).copy()
+    if rule == "reactive":
+        return (recent_seizures + s0) ** rho
+    if rule == "threat":
+        return (recent_seizures + s0 * prior) / np.maximum(detection, floor)
+    raise ValueError(f"unknown allocation rule {rule!r}")
+
+
+def anticipate_displacement(weights: np.ndarray, buffer_matrix: np.ndarray, anticipation: float) -> np.ndarray:
+    """Joint strategy: add ``anticipation`` x each port's weight, spread over its buffer ports.
+
+    ``buffer_matrix[q, p]`` is ``1/len(buffer(q))`` when ``p`` is in ``q``'s buffer.
+    """
+    return weights + anticipation * (weights @ buffer_matrix)
+
+
+def transit_detection(transit_check: np.ndarray, i_via: np.ndarray, q_via: np.ndarray) -> np.ndarray:
+    """``t_p = transit_check_p * min(1, i_via * q_via)`` for inland ports (0 for seaports)."""
+    return transit_check * np.minimum(1.0, i_via * q_via)
+
+
+def detection_probability(
+    i_q: np.ndarray, kappa: float, h: np.ndarray, t: np.ndarray, gamma_intel: np.ndarray
+) -> np.ndarray:
+    """``d = 1 - (1 - min(1, i q) (1 - kappa h)) (1 - t) (1 - gamma I)`` (DESIGN.md step 5).
+
+    ``i_q`` is ``min(1, i_p q_p)``; ``gamma_intel`` the intelligence term ``gamma I``
+    (zero until the intelligence submodel is in the scenario).
+    """
+    return 1.0 - (1.0 - i_q * (1.0 - kappa * h)) * (1.0 - t) * (1.0 - gamma_intel)
+
+
+# --- traffickers --------------------------------------------------------------------------------
+
+
+def perceived_risk(a0: np.ndarray, b0: float, seizures: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Gamma-Poisson posterior mean of a port's base risk: ``(a0 + S) / (b0 + E)``, at most 1."""
+    return np.minimum((a0 + seizures) / (b0 + exposure), 1.0)
+
+
+def effective_risk(rho: np.ndarray, kappa: float, h: np.ndarray) -> np.ndarray:
+    """Risk the network faces with its insiders: ``rho (1 - kappa h)``."""
+    return rho * (1.0 - kappa * h)
+
+
+def port_utility(
+    margin: float,
+    lam: np.ndarray,
+    rho_eff: np.ndarray,
+    cost: np.ndarray,
+    setup: float,
+    h: np.ndarray,
+    phi: float,
+    log_at_risk: np.ndarray,
+) -> np.ndarray:
+    """``U = margin (1 - lam rho_eff) - a - setup (1 - h) + phi ln(at_risk)`` in k EUR/kg."""
+    return margin * (1.0 - lam * rho_eff) - cost - setup * (1.0 - h) + phi * log_at_risk
+
+
+def choice_probabilities(
+    u_ports: np.ndarray,
+    u_elsewhere: np.ndarray,
+    u_hold: float | np.ndarray,
+    beta: float,
+    nest_lambda: float,
+    nests: tuple[np.ndarray, ...],
+) -> np.ndarray:
+    """Nested-logit probabilities over (ports..., elsewhere, hold), last axis.
+
+    Ports are nested by cluster (``nests``: index arrays of the enabled ports of
+    each cluster; ports in no nest get probability 0). Elsewhere and hold are
+    degenerate nests. ``P(p) = P(nest k) P(p | k)`` with
+    ``P(p | k) = exp(beta U_p / lambda) / sum_k`` and
+    ``P(k) ∝ exp(lambda IV_k)``, ``IV_k = ln sum_{j in k} exp(beta U_j / lambda)``
+    (McFadden 1978). ``nest_lambda = 1`` is the plain logit.
+    """
+    shape = u_ports.shape
+    n_ports = shape[-1]
+    scaled = (beta / nest_lambda) * u_ports
+    out = np.zeros((*shape[:-1], n_ports + 2))
+    top = np.empty((*shape[:-1], len(nests) + 2))
+    within = []
+    for k, idx in enumerate(nests):
+        s = scaled[..., idx]
+        peak = s.max(axis=-1, keepdims=True)
+        e = np.exp(s - peak)
+        total = e.sum(axis=-1, keepdims=True)
+        within.append(e / total)
+        top[..., k] = nest_lambda * (peak[..., 0] + np.log(total[..., 0]))
+    top[..., -2] = beta * u_elsewhere
+    top[..., -1] = beta * u_hold
+    top_peak = top.max(axis=-1, keepdims=True)
+    e_top = np.exp(top - top_peak)
+    p_top = e_top / e_top.sum(axis=-1, keepdims=True)
+    for k, idx in enumerate(nests):
+        out[..., idx] = p_top[..., k : k + 1] * within[k]
+    out[..., -2] = p_top[..., -2]
+    out[..., -1] = p_top[..., -1]
+    return out
+
+
+def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """Load splitting: ``m_eff = m max(1 - zeta sum_p pi_p rho_eff_p, floor)``.
+
+    ``probs`` and ``risk`` run over the alternatives that carry risk (ports and elsewhere).
+    """
+    exposure = np.sum(probs * risk, axis=-1)
+    return m * np.maximum(1.0 - zeta * exposure, floor)
+
+
+def expected_loads(supply: float, rate: np.ndarray, m: np.ndarray, m_eff: np.ndarray, p_hold: np.ndarray) -> np.ndarray:
+    """Poisson mean of a week's loads: ``supply K / m_eff (1 - pi_hold)`` with ``K = m rate``."""
+    return supply * rate * (m / m_eff) * (1.0 - p_hold)
+
+
+def update_evidence(
+    evidence: np.ndarray, memory: float, own: np.ndarray, omega: float, news: np.ndarray
+) -> np.ndarray:
+    """``S <- w S + own + omega news`` (the same form updates the exposure ``E``)."""
+    return memory * evidence + own + omega * news
+
+
+def update_access(
+    h: np.ndarray,
+    used: np.ndarray,
+    seized: np.ndarray,
+    growth: float,
+    c: np.ndarray,
+    decay: float,
+    burn: float,
+) -> np.ndarray:
+    """Insiders: grow with use at ``g c (1 - h)``, decay by ``delta`` unused, burned by a seizure.
+
+    ``used`` and ``seized`` are booleans per port (a load went there / one was seized there).
+    """
+    grown = np.where(used, h + growth * c * (1.0 - h), h * (1.0 - decay))
+    return np.where(seized, grown * (1.0 - burn), grown)

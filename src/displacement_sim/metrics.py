@@ -1,0 +1,189 @@
+"""Summaries and displacement measures (DESIGN.md section 4).
+
+The engines feed a :class:`Recorder` one week at a time with arrays whose
+first axis is the replication. It keeps, per replication, the totals over the
+evaluation window, and per week the mean and quantiles over replications, so
+memory does not grow with the number of replications times weeks.
+
+All masses are kg over the evaluation window. Undefined values (a ratio with a
+zero denominator, a confidence interval of one replication) are ``None`` in
+the summaries, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "PortInfo",
+    "Recorder",
+    "port_metrics",
+    "reduce_values",
+    "replication_metrics",
+]
+
+SERIES_KEYS = ("shipped_kg", "seized_kg", "delivered_kg", "inspection_rate")
+QUANTILES = (0.1, 0.5, 0.9)
+TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg")
+BE_NL = ("BE", "NL")
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """What the metrics need to know about the ports (index order of the engines)."""
+
+    ids: tuple[str, ...]
+    kind: np.ndarray
+    country: np.ndarray
+    enabled: np.ndarray
+
+
+class Recorder:
+    """Accumulates a run's weekly records: window totals per replication, weekly quantile bands.
+
+    Args:
+        replications: number of replications fed together (first axis of every record).
+        weeks: horizon; eval_from: first week of the evaluation window.
+        keep_series: also keep every replication's weekly series (memory R x weeks x ports).
+    """
+
+    def __init__(self, replications: int, weeks: int, eval_from: int, n_ports: int, keep_series: bool = False):
+        self.replications = replications
+        self.weeks = weeks
+        self.eval_from = eval_from
+        self.totals = {k: None for k in TOTAL_KEYS}
+        self.mean_rate = np.zeros((replications, n_ports))
+        self.bands = {k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan)
+                      for k in SERIES_KEYS}
+        self.keep_series = keep_series
+        self.series: dict[str, list[np.ndarray]] = {}
+        self.weeks_seen = 0
+
+    def add(self, week: int, rec: dict[str, np.ndarray]) -> None:
+        rec = dict(rec)
+        rec["delivered_kg"] = rec["shipped_kg"] - rec["seized_kg"]
+        if week >= self.eval_from:
+            for k in TOTAL_KEYS:
+                self.totals[k] = rec[k].copy() if self.totals[k] is None else self.totals[k] + rec[k]
+            self.mean_rate += rec["inspection_rate"]
+        for k in SERIES_KEYS:
+            x = rec[k]
+            self.bands[k][week, 0] = x.mean(axis=0)
+            self.bands[k][week, 1:] = np.quantile(x, QUANTILES, axis=0)
+        if self.keep_series:
+            for k, v in rec.items():
+                self.series.setdefault(k, []).append(v.copy())
+        self.weeks_seen = max(self.weeks_seen, week + 1)
+
+    @property
+    def eval_weeks(self) -> int:
+        return max(self.weeks - self.eval_from, 0)
+
+    def merge(self, other: Recorder) -> Recorder:
+        """Concatenate another recorder's replications (bands are recomputed only from kept series)."""
+        merged = Recorder(self.replications + other.replications, self.weeks, self.eval_from,
+                          self.mean_rate.shape[1], self.keep_series and other.keep_series)
+        for k in TOTAL_KEYS:
+            merged.totals[k] = np.concatenate([self.totals[k], other.totals[k]])
+        merged.mean_rate = np.concatenate([self.mean_rate, other.mean_rate])
+        if merged.keep_series:
+            merged.series = {k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
+                             for k in self.series}
+            for week in range(self.weeks):
+                merged.add_bands_only(week, {k: merged.series[k][week] for k in merged.series})
+        else:
+            merged.bands = _weighted_bands(self, other)
+        merged.weeks_seen = self.weeks_seen
+        return merged
+
+    def add_bands_only(self, week: int, rec: dict[str, np.ndarray]) -> None:
+        rec = dict(rec)
+        rec.setdefault("delivered_kg", rec["shipped_kg"] - rec["seized_kg"])
+        for k in SERIES_KEYS:
+            self.bands[k][week, 0] = rec[k].mean(axis=0)
+            self.bands[k][week, 1:] = np.quantile(rec[k], QUANTILES, axis=0)
+
+
+def _weighted_bands(a: Recorder, b: Recorder) -> dict[str, np.ndarray]:
+    """Bands of two chunks: exact means; quantiles approximated by the replication-weighted average."""
+    wa = a.replications / (a.replications + b.replications)
+    return {k: wa * a.bands[k] + (1 - wa) * b.bands[k] for k in SERIES_KEYS}
+
+
+# --- per-replication metrics ------------------------------------------------------------------------
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def replication_metrics(totals: dict[str, np.ndarray], ports: PortInfo) -> dict[str, np.ndarray]:
+    """Scenario-level metrics per replication (each an array of length R; NaN where undefined)."""
+    ship = totals["shipped_kg"][:, :-1] * ports.enabled
+    seized = totals["seized_kg"][:, :-1] * ports.enabled
+    shipped_kg = ship.sum(axis=1)
+    seized_kg = seized.sum(axis=1)
+    shares = _ratio(ship, shipped_kg[:, None])
+    foreign = ~np.isin(ports.country, BE_NL)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(shares > 0, np.log(np.where(shares > 0, shares, 1.0)), 0.0)
+    entropy = np.where(shipped_kg > 0, -(shares * logs).sum(axis=1), np.nan)
+    hhi = np.where(shipped_kg > 0, (shares**2).sum(axis=1), np.nan)
+    loads = totals["loads"][:, :-1].sum(axis=1)
+    seizures = totals["seized_loads"][:, :-1].sum(axis=1)
+    return {
+        "shipped_kg": shipped_kg,
+        "seized_kg": seized_kg,
+        "delivered_kg": shipped_kg - seized_kg,
+        "seizure_rate": _ratio(seized_kg, shipped_kg),
+        "elsewhere_kg": totals["shipped_kg"][:, -1],
+        "elsewhere_seized_kg": totals["seized_kg"][:, -1],
+        "held_kg": totals["held_kg"],
+        "hub_share": _ratio(ship[:, ports.kind == "hub"].sum(axis=1), shipped_kg),
+        "regional_share": _ratio(ship[:, ports.kind == "regional"].sum(axis=1), shipped_kg),
+        "inland_share": _ratio(ship[:, ports.kind == "inland"].sum(axis=1), shipped_kg),
+        "foreign_share": _ratio(ship[:, foreign].sum(axis=1), shipped_kg),
+        "flow_entropy": entropy,
+        "flow_hhi": hhi,
+        "n_loads": loads,
+        "n_seizures": seizures,
+        "mean_load_kg": _ratio(shipped_kg, loads),
+        "mean_seizure_kg": _ratio(seized_kg, seizures),
+    }
+
+
+def port_metrics(totals: dict[str, np.ndarray], mean_rate: np.ndarray, ports: PortInfo) -> dict[str, np.ndarray]:
+    """Per-port metrics per replication: arrays (R, P)."""
+    ship = totals["shipped_kg"][:, :-1]
+    seized = totals["seized_kg"][:, :-1]
+    n_seized = totals["seized_loads"][:, :-1]
+    total = (ship * ports.enabled).sum(axis=1, keepdims=True)
+    return {
+        "shipped_kg": ship,
+        "seized_kg": seized,
+        "delivered_kg": ship - seized,
+        "share": _ratio(ship, np.broadcast_to(total, ship.shape)),
+        "n_seizures": n_seized,
+        "mean_seizure_kg": _ratio(seized, n_seized),
+        "inspection_rate": mean_rate,
+    }
+
+
+def reduce_values(values: np.ndarray) -> dict[str, float | list[float | None] | None]:
+    """Mean, standard deviation and 95% t-interval over replications; ``None`` where undefined."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n == 0:
+        return {"mean": None, "std": None, "ci95": [None, None], "n": 0}
+    mean = float(x.mean())
+    if n < 2:
+        return {"mean": mean, "std": None, "ci95": [None, None], "n": n}
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}

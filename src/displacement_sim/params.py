@@ -1,0 +1,265 @@
+"""Engine parameters: a validated scenario turned into numpy arrays.
+
+The engines never read the scenario's nested models in their loops; they read
+one :class:`Params` per phase (the scenario in force from an intervention week
+on, see :func:`displacement_sim.config.phases`). Ports keep their index even
+when disabled, so array shapes, and with them the random draws, never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import mechanics as mx
+from .config import phases
+from .schema import Scenario
+
+__all__ = ["AgencyParams", "Params", "RunPlan", "build_plan"]
+
+HISTORY_WEEKS = 52  # weeks of port seizure counts kept for the allocation rules
+
+
+@dataclass(frozen=True)
+class AgencyParams:
+    """One allocation unit: an agency, or the pooled members of a joint strategy."""
+
+    code: str
+    ports: np.ndarray  # indices of the ports this unit spends its budget on
+    picture: np.ndarray  # indices of the ports whose seizures it sees (its threat picture)
+    budget: float
+    rule: str
+    review_weeks: int
+    i_max: float
+    s0: float
+    rho: float
+    floor: float
+    static_weights: np.ndarray  # over ``picture``
+    prior: np.ndarray  # at-risk share over ``picture``
+    buffer_matrix: np.ndarray  # (picture, picture), spreads weight to buffer ports
+    anticipation: float
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every number the engines need in one phase, as arrays over ports (index order of ``port_ids``)."""
+
+    port_ids: tuple[str, ...]
+    enabled: np.ndarray
+    kind: np.ndarray
+    country: np.ndarray
+    at_risk: np.ndarray
+    log_at_risk: np.ndarray
+    base_rate: np.ndarray
+    q: np.ndarray
+    c: np.ndarray
+    cost: np.ndarray
+    transit_check: np.ndarray
+    via: np.ndarray  # index of the via port, -1 for none
+    nests: tuple[np.ndarray, ...]
+    margin: float
+    beta: float
+    nest_lambda: float
+    phi: float
+    setup: float
+    kappa: float
+    prior_strength: float
+    memory: float
+    omega: float
+    access_growth: float
+    access_decay: float
+    access_burn: float
+    zeta: float
+    split_floor: float
+    elsewhere_detection: float
+    elsewhere_cost: float
+    elsewhere_asc: float
+    hold_utility: float
+    units: tuple[AgencyParams, ...]
+
+    @property
+    def n_ports(self) -> int:
+        return len(self.port_ids)
+
+    def utility_elsewhere(self, lam: np.ndarray) -> np.ndarray:
+        """Utility of shipping elsewhere: same form as a port, with its fixed known risk."""
+        return self.margin * (1.0 - lam * self.elsewhere_detection) - self.elsewhere_cost + self.elsewhere_asc
+
+    def detection_parts(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(min(1, i q), t)`` per port for inspection rates ``rates`` (last axis ports)."""
+        i_q = np.minimum(1.0, rates * self.q)
+        has_via = self.via >= 0
+        via_idx = np.where(has_via, self.via, 0)
+        t = np.where(has_via, mx.transit_detection(self.transit_check, rates[..., via_idx], self.q[via_idx]), 0.0)
+        i_q = np.where(self.enabled, i_q, 0.0)
+        return i_q, t
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything fixed for a run: the phases' parameters, inputs per week, priors, load slots."""
+
+    scenario: Scenario
+    weeks: int
+    warmup_weeks: int
+    phase_weeks: tuple[int, ...]
+    params: tuple[Params, ...]
+    supply: np.ndarray  # (weeks,) supply index x (1 - origin interdiction)
+    a0: np.ndarray  # prior seizures per port (Gamma shape), from the week-0 detection
+    l_max: int
+    lam_max: float
+    n_slots: int
+    extra: dict = field(default_factory=dict)
+
+    def phase_at(self, week: int) -> int:
+        """Index of the phase in force at ``week``."""
+        return int(np.searchsorted(self.phase_weeks, week, side="right") - 1)
+
+
+def _step_series(series: dict[int, float], weeks: int) -> np.ndarray:
+    out = np.empty(weeks)
+    keys = sorted(series)
+    for i, start in enumerate(keys):
+        end = keys[i + 1] if i + 1 < len(keys) else weeks
+        out[start:end] = series[start]
+    return out
+
+
+def _units(s: Scenario, ids: list[str], at_risk: np.ndarray, enabled: np.ndarray) -> tuple[AgencyParams, ...]:
+    ports = s.ports
+    agencies = s.enforcement.agencies
+    joint = s.enforcement.joint_strategy
+    index = {pid: i for i, pid in enumerate(ids)}
+
+    def eligible(code: str) -> np.ndarray:
+        kinds = set(agencies[code].kinds)
+        return np.array(
+            [i for i, pid in enumerate(ids) if ports[pid].country == code and enabled[i] and ports[pid].kind in kinds],
+            dtype=np.int64,
+        )
+
+    def own_all(code: str) -> np.ndarray:
+        return np.array([i for i, pid in enumerate(ids) if ports[pid].country == code and enabled[i]], dtype=np.int64)
+
+    def buffer_matrix(picture: np.ndarray) -> np.ndarray:
+        pos = {int(p): k for k, p in enumerate(picture)}
+        mat = np.zeros((len(picture), len(picture)))
+        for k, p in enumerate(picture):
+            targets = [pos[index[b]] for b in ports[ids[p]].buffer if index[b] in pos]
+            for t in targets:
+                mat[k, t] = 1.0 / len(targets)
+        return mat
+
+    def make(code: str, spend: np.ndarray, picture: np.ndarray, budget: float, ag, anticipation: float):
+        risk = at_risk[picture]
+        static = np.array([ag.weights.get(ids[p], at_risk[p]) if ag.weights else at_risk[p] for p in picture])
+        return AgencyParams(
+            code=code,
+            ports=spend,
+            picture=picture,
+            budget=budget,
+            rule=ag.rule,
+            review_weeks=ag.review_weeks,
+            i_max=ag.i_max,
+            s0=ag.s0,
+            rho=ag.rho,
+            floor=ag.floor,
+            static_weights=static,
+            prior=risk / risk.sum() if risk.sum() > 0 else risk,
+            buffer_matrix=buffer_matrix(picture),
+            anticipation=anticipation,
+        )
+
+    units = []
+    members = set(joint.members)
+    if members and joint.pool_budgets:
+        codes = sorted(members)
+        spend = np.sort(np.concatenate([eligible(c) for c in codes]))
+        picture = np.sort(np.concatenate([own_all(c) for c in codes]))
+        lead = agencies[codes[0]]
+        budget = sum(agencies[c].budget for c in codes)
+        units.append(make("+".join(codes), spend, picture, budget, lead, joint.anticipation))
+    for code, ag in agencies.items():
+        if members and joint.pool_budgets and code in members:
+            continue
+        if code in members:
+            picture = np.sort(np.concatenate([own_all(c) for c in sorted(members)]))
+            units.append(make(code, eligible(code), picture, ag.budget, ag, joint.anticipation))
+        else:
+            units.append(make(code, eligible(code), own_all(code), ag.budget, ag, 0.0))
+    return tuple(units)
+
+
+def build_params(s: Scenario) -> Params:
+    """The parameter arrays of one phase."""
+    ids = list(s.ports)
+    ports = [s.ports[i] for i in ids]
+    enabled = np.array([p.enabled for p in ports])
+    at_risk = np.array([p.at_risk_per_week for p in ports], dtype=float)
+    clusters: dict[str, list[int]] = {}
+    for i, p in enumerate(ports):
+        if p.enabled:
+            clusters.setdefault(p.cluster, []).append(i)
+    b, e = s.behaviour, s.elsewhere
+    return Params(
+        port_ids=tuple(ids),
+        enabled=enabled,
+        kind=np.array([p.kind for p in ports]),
+        country=np.array([p.country for p in ports]),
+        at_risk=at_risk,
+        log_at_risk=np.log(at_risk),
+        base_rate=np.array([p.inspection_rate for p in ports], dtype=float),
+        q=np.array([p.q for p in ports], dtype=float),
+        c=np.array([p.c for p in ports], dtype=float),
+        cost=np.array([p.a for p in ports], dtype=float),
+        transit_check=np.array([p.transit_check for p in ports], dtype=float),
+        via=np.array([ids.index(p.via) if p.via else -1 for p in ports], dtype=np.int64),
+        nests=tuple(np.array(v, dtype=np.int64) for v in clusters.values()),
+        margin=b.margin,
+        beta=b.beta,
+        nest_lambda=b.nest_lambda,
+        phi=b.phi,
+        setup=b.setup,
+        kappa=b.kappa,
+        prior_strength=b.prior_strength,
+        memory=b.memory,
+        omega=b.omega,
+        access_growth=b.access_growth,
+        access_decay=b.access_decay,
+        access_burn=b.access_burn,
+        zeta=b.zeta,
+        split_floor=b.split_floor,
+        elsewhere_detection=e.detection,
+        elsewhere_cost=e.cost,
+        elsewhere_asc=e.asc,
+        hold_utility=s.hold.utility,
+        units=_units(s, ids, at_risk, enabled),
+    )
+
+
+def build_plan(s: Scenario, weeks: int | None = None) -> RunPlan:
+    """Phases, inputs and fixed quantities of a run of ``s`` (optionally over another horizon)."""
+    horizon = int(weeks) if weeks is not None else s.weeks
+    phase_list = [ph for ph in phases(s) if ph.week < horizon]
+    params = tuple(build_params(ph.scenario) for ph in phase_list)
+    supply = _step_series(s.inputs.supply_index, horizon) * (1.0 - _step_series(s.inputs.origin_interdiction, horizon))
+    first = params[0]
+    base_rates = first.base_rate
+    i_q, t = first.detection_parts(base_rates)
+    d0 = mx.detection_probability(i_q, 0.0, 0.0, t, 0.0)
+    a0 = first.prior_strength * np.maximum(d0, 1e-6)
+    rate_high = s.networks.loads_per_week.high
+    lam_max = float(supply.max()) * rate_high / min(p.split_floor for p in params)
+    return RunPlan(
+        scenario=s,
+        weeks=horizon,
+        warmup_weeks=min(s.warmup_weeks, horizon - 1),
+        phase_weeks=tuple(ph.week for ph in phase_list),
+        params=params,
+        supply=supply,
+        a0=a0,
+        l_max=mx.poisson_tail_bound(lam_max),
+        lam_max=lam_max,
+        n_slots=s.networks.n_slots,
+    )

@@ -1,0 +1,176 @@
+"""The vectorized engine: R replications of the model in one array pass.
+
+The exact twin of :class:`displacement_sim.model.DisplacementModel`: the same
+phases (``kernel``), the same equations (``mechanics``), the same keyed random
+streams (``streams``), with state held as arrays of shape ``(R, N, P)``.
+Replication ``r`` here equals the Mesa model run with ``replication=r``.
+
+Step order of a week (DESIGN.md section 3), each phase a function below:
+
+1. interventions: switch to the parameters of the phase in force;
+2. allocation: each agency (or pooled joint unit) spreads its budget on its review weeks;
+3. risk perception and 4. port choice (``kernel.decide``);
+5. shipments and detection, load by load (``_ship``);
+6. learning and insider access (``kernel.learn``);
+7-9. intelligence, investigations, succession: not in the model yet (issue 3);
+10. record (``_record``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernel as kx
+from . import mechanics as mx
+from .params import HISTORY_WEEKS, Params, RunPlan
+from .streams import Stream, generator, init_block_width, shipment_block_width
+
+__all__ = ["VectorState", "simulate"]
+
+WEEK_CHUNK = 13  # weeks of uniforms drawn per generator call (same numbers as one call a week)
+
+
+@dataclass
+class VectorState:
+    """State of R replications (struct of arrays; first axis replications, then slots, then ports)."""
+
+    m: np.ndarray  # (R, N) base load size, kg
+    rate: np.ndarray  # (R, N) loads per week at full supply
+    lam: np.ndarray  # (R, N) risk aversion
+    home: np.ndarray  # (R, N) home country code
+    hvt: np.ndarray  # (R, N) led by a high-value target
+    alive: np.ndarray  # (R, N)
+    seizures: np.ndarray  # (R, N, P) seizure evidence S
+    exposure: np.ndarray  # (R, N, P) exposure E
+    access: np.ndarray  # (R, N, P) insider access h in [0, 1]
+    history: np.ndarray  # (R, HISTORY_WEEKS, P) seizures per port, ring buffer
+    rates: np.ndarray  # (R, P) inspection rates in force
+    extras: list[np.ndarray]  # per allocation unit: (R, n_ports_of_unit) extra inspections
+
+
+def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int = 0) -> VectorState:
+    """Draw the initial networks of each replication from its own keyed stream."""
+    n, n_ports = plan.n_slots, plan.params[0].n_ports
+    u = np.stack(
+        [generator(seed, point, int(r), Stream.INITIAL_NETWORKS).random((n, init_block_width())) for r in replications]
+    )
+    nets = kx.initial_networks(u, plan.scenario.networks)
+    shape = (len(replications), n, n_ports)
+    p0 = plan.params[0]
+    return VectorState(
+        m=nets["m"],
+        rate=nets["rate"],
+        lam=nets["lam"],
+        home=nets["home"],
+        hvt=nets["hvt"],
+        alive=np.ones((len(replications), n), dtype=bool),
+        seizures=np.zeros(shape),
+        exposure=np.zeros(shape),
+        access=np.zeros(shape),
+        history=np.zeros((len(replications), HISTORY_WEEKS, n_ports)),
+        rates=np.broadcast_to(p0.base_rate, (len(replications), n_ports)).copy(),
+        extras=[np.zeros((len(replications), len(u_.ports))) for u_ in p0.units],
+    )
+
+
+def _allocate(plan: RunPlan, p: Params, st: VectorState, week: int, phase_start: bool) -> None:
+    """Step 2: reallocate each unit on its review weeks (and whenever a new phase starts)."""
+    if phase_start and len(st.extras) != len(p.units):
+        st.extras = [np.zeros((st.rates.shape[0], len(u.ports))) for u in p.units]
+    changed = False
+    for k, unit in enumerate(p.units):
+        if phase_start or week % unit.review_weeks == 0:
+            recent = kx.recent_seizures(st.history, week, unit.review_weeks)
+            st.extras[k] = kx.allocate(p, unit, recent, st.rates)
+            changed = True
+    if changed:
+        st.rates = kx.rates_from_extra(p, st.extras, (st.rates.shape[0],))
+
+
+def _ship(
+    p: Params, dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: loads per (replication, network, alternative) and how many were seized.
+
+    ``u`` is the week's block ``(R, N, 1 + 2 L)``: the load count, then a port
+    uniform and a detection uniform for each possible load.
+    """
+    r_n, n_n, n_alt = det.shape
+    n_loads = mx.poisson_from_uniform(u[..., 0], dec.mean_loads, l_max)
+    rr, nn, ll = np.nonzero(np.arange(l_max) < n_loads[..., None])
+    alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
+    seized = u[rr, nn, 1 + l_max + ll] < det[rr, nn, alt]
+    flat = (rr * n_n + nn) * n_alt + alt
+    size = r_n * n_n * n_alt
+    loads = np.bincount(flat, minlength=size).reshape(r_n, n_n, n_alt).astype(float)
+    caught = np.bincount(flat, weights=seized, minlength=size).reshape(r_n, n_n, n_alt)
+    return loads, caught
+
+
+def _record(
+    p: Params, st: VectorState, dec: kx.Decision, supply: float, loads: np.ndarray, caught: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Step 10: the week's numbers per replication (sums over networks in slot order)."""
+    kg = dec.m_eff[..., None]
+    held = supply * st.rate * st.m * dec.probs[..., -1]
+    return {
+        "loads": kx.sum_over_networks(loads, axis=1),
+        "shipped_kg": kx.sum_over_networks(loads * kg, axis=1),
+        "seized_loads": kx.sum_over_networks(caught, axis=1),
+        "seized_kg": kx.sum_over_networks(caught * kg, axis=1),
+        "held_kg": kx.sum_over_networks(held, axis=1),
+        "inspection_rate": st.rates.copy(),
+        "active_networks": st.alive.sum(axis=1).astype(float),
+    }
+
+
+def simulate(
+    plan: RunPlan,
+    seed: int,
+    replications: np.ndarray | range,
+    recorder,
+    point: int = 0,
+) -> VectorState:
+    """Run ``replications`` (their indices) of ``plan`` as one batch, feeding ``recorder`` week by week."""
+    reps = np.asarray(replications, dtype=np.int64)
+    st = initial_state(plan, seed, reps, point)
+    gens = [generator(seed, point, int(r), Stream.SHIPMENTS) for r in reps]
+    width = shipment_block_width(plan.l_max)
+    n = plan.n_slots
+    block = None
+    phase = -1
+    for week in range(plan.weeks):
+        # 1. interventions
+        new_phase = plan.phase_at(week)
+        phase_start = new_phase != phase
+        phase = new_phase
+        p = plan.params[phase]
+        # 2. allocation
+        _allocate(plan, p, st, week, phase_start)
+        # 3-4. perception and choice
+        supply = float(plan.supply[week])
+        dec = kx.decide(p, plan.a0, supply, st.lam, st.m, st.rate, st.seizures, st.exposure, st.access)
+        kx.check_load_bound(dec.mean_loads, plan.lam_max)
+        # 5. shipments and detection
+        offset = week % WEEK_CHUNK
+        if offset == 0:
+            span = min(WEEK_CHUNK, plan.weeks - week)
+            block = np.stack([g.random((span, n, width)) for g in gens], axis=1)
+        i_q, t = p.detection_parts(st.rates)
+        det = kx.detection_by_alternative(p, i_q[:, None, :], t[:, None, :], st.access)
+        loads, caught = _ship(p, dec, block[offset], plan.l_max, det)
+        # 6. learning
+        own_loads, own_seized = loads[..., :-1], caught[..., :-1]
+        n_active = st.alive.sum(axis=1).astype(float)[:, None]
+        news_seized = kx.sum_over_networks(own_seized, axis=1) / n_active
+        news_exposure = kx.sum_over_networks(kx.own_exposure(p, own_loads, st.access), axis=1) / n_active
+        st.seizures, st.exposure, st.access = kx.learn(
+            p, st.seizures, st.exposure, st.access, own_loads, own_seized, news_seized[:, None], news_exposure[:, None]
+        )
+        # 10. record
+        rec = _record(p, st, dec, supply, loads, caught)
+        st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
+        recorder.add(week, rec)
+    return st

@@ -31,6 +31,7 @@ class TraffickingNetwork(mesa.Agent):
         seizures, exposure: evidence ``S`` and exposure ``E`` per port (Gamma-Poisson belief).
         access: insider access ``h`` per port, in [0, 1].
         alive: whether the network is active; t_dismantled: week it was dismantled (or None).
+
     """
 
     model: DisplacementModel
@@ -55,8 +56,15 @@ class TraffickingNetwork(mesa.Agent):
     def choose(self, p: Params, a0: np.ndarray, supply: float) -> None:
         """Steps 3-4: perceive risk per port and choose where (and whether) to ship."""
         self.decision = kx.decide(
-            p, a0, supply, np.float64(self.lam), np.float64(self.m), np.float64(self.rate),
-            self.seizures, self.exposure, self.access,
+            p,
+            a0,
+            supply,
+            np.float64(self.lam),
+            np.float64(self.m),
+            np.float64(self.rate),
+            self.seizures,
+            self.exposure,
+            self.access,
         )
 
     def ship(self, p: Params, u: np.ndarray, l_max: int, i_q: np.ndarray, t: np.ndarray) -> None:
@@ -73,8 +81,14 @@ class TraffickingNetwork(mesa.Agent):
     def learn(self, p: Params, news_seized: np.ndarray, news_exposure: np.ndarray) -> None:
         """Step 6: update evidence, exposure and insider access from own loads and milieu news."""
         self.seizures, self.exposure, self.access = kx.learn(
-            p, self.seizures, self.exposure, self.access,
-            self.loads[:-1], self.seized[:-1], news_seized, news_exposure,
+            p,
+            self.seizures,
+            self.exposure,
+            self.access,
+            self.loads[:-1],
+            self.seized[:-1],
+            news_seized,
+            news_exposure,
         )
 
 

@@ -129,7 +129,10 @@ def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in stack:
         cycle = " -> ".join(p.name for p in (*stack, path))
         raise ConfigError(
-            f"extends cycle: {cycle}", file=stack[-1], field="extends", given=path.name,
+            f"extends cycle: {cycle}",
+            file=stack[-1],
+            field="extends",
+            given=path.name,
             allowed="a chain without loops",
         )
     data = read_yaml(path)
@@ -137,12 +140,18 @@ def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ConfigError("extends must be a file name", file=path, field="extends", given=parent,
-                          allowed="a relative path such as baseline.yaml")
+        raise ConfigError(
+            "extends must be a file name",
+            file=path,
+            field="extends",
+            given=parent,
+            allowed="a relative path such as baseline.yaml",
+        )
     parent_path = path.parent / parent
     if not parent_path.is_file():
-        raise ConfigError("extended file not found", file=path, field="extends", given=parent,
-                          allowed="a path relative to this file")
+        raise ConfigError(
+            "extended file not found", file=path, field="extends", given=parent, allowed="a path relative to this file"
+        )
     base = _resolve_chain(parent_path, (*stack, path))
     # the child's own name and description never inherit silently from the parent
     base.pop("name", None)
@@ -165,8 +174,12 @@ def _split_path(path: str) -> list[tuple[str, dict[str, str] | None]]:
     for raw in path.split("."):
         match = _SEGMENT.match(raw)
         if not match:
-            raise ConfigError("bad path segment", field=path, given=raw,
-                              allowed="names separated by dots, e.g. ports[kind=hub].inspection_rate")
+            raise ConfigError(
+                "bad path segment",
+                field=path,
+                given=raw,
+                allowed="names separated by dots, e.g. ports[kind=hub].inspection_rate",
+            )
         sel = match.group("sel")
         segments.append((match.group("key"), _parse_selector(sel, path) if sel is not None else None))
     return segments
@@ -186,20 +199,19 @@ def expand_path(data: Mapping[str, Any], path: str) -> list[list[str]]:
         for r in results:
             node = _get(data, [*r, key])
             if not isinstance(node, Mapping):
-                raise ConfigError("selector on a field that is not a mapping", field=path, given=key,
-                                  allowed="ports[kind=...]")
+                raise ConfigError(
+                    "selector on a field that is not a mapping", field=path, given=key, allowed="ports[kind=...]"
+                )
             for field in sel:
                 if field not in _SELECTABLE:
-                    raise ConfigError("unknown selector field", field=path, given=field,
-                                      allowed=", ".join(_SELECTABLE))
+                    raise ConfigError("unknown selector field", field=path, given=field, allowed=", ".join(_SELECTABLE))
             for child, value in node.items():
-                if isinstance(value, Mapping) and all(
-                    str(value.get(f)).lower() == v.lower() for f, v in sel.items()
-                ):
+                if isinstance(value, Mapping) and all(str(value.get(f)).lower() == v.lower() for f, v in sel.items()):
                     new.append([*r, key, child])
         if not new:
-            raise ConfigError("selector matches nothing", field=path, given=sel,
-                              allowed="a selector matching at least one entry")
+            raise ConfigError(
+                "selector matches nothing", field=path, given=sel, allowed="a selector matching at least one entry"
+            )
         results = new
     return results
 
@@ -221,10 +233,15 @@ def apply_path(data: dict[str, Any], path: str, value: Any, *, where: str = "") 
         for i, k in enumerate(keys[:-1]):
             child = node.get(k)
             if child is None:
-                child = node[k] = {}
+                default = _schema_default(keys[: i + 1])
+                child = node[k] = default if isinstance(default, dict) else {}
             if not isinstance(child, dict):
-                raise ConfigError("path goes through a value that is not a mapping", field=label,
-                                  given=".".join(keys[: i + 1]), allowed="a path to a field")
+                raise ConfigError(
+                    "path goes through a value that is not a mapping",
+                    field=label,
+                    given=".".join(keys[: i + 1]),
+                    allowed="a path to a field",
+                )
             node = child
         last = keys[-1]
         if isinstance(value, Mapping) and set(value) == {"scale"}:
@@ -233,8 +250,7 @@ def apply_path(data: dict[str, Any], path: str, value: Any, *, where: str = "") 
             if isinstance(factor, bool) or not isinstance(factor, int | float):
                 raise ConfigError("scale needs a number", field=label, given=factor, allowed="a number")
             if isinstance(current, bool) or not isinstance(current, int | float):
-                raise ConfigError("can only scale a number", field=label, given=current,
-                                  allowed="a numeric field")
+                raise ConfigError("can only scale a number", field=label, given=current, allowed="a numeric field")
             node[last] = current * factor
         else:
             node[last] = copy.deepcopy(value)
@@ -259,14 +275,17 @@ def _schema_default(keys: list[str]) -> Any:
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
         if model is None:
             return default
-    return None
+    if isinstance(default, BaseModel):
+        return default.model_dump(mode="python")
+    return default
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"a.b=3"`` -> ``("a.b", 3)``; the value is parsed as YAML (numbers, lists, booleans)."""
     if "=" not in text:
-        raise ConfigError("an override needs PATH=VALUE", field="--set", given=text,
-                          allowed="e.g. enforcement.BE.budget=2000")
+        raise ConfigError(
+            "an override needs PATH=VALUE", field="--set", given=text, allowed="e.g. enforcement.BE.budget=2000"
+        )
     path, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
@@ -340,19 +359,27 @@ def _convert(err: ValidationError, file: str | None, prefix: str = "") -> Config
     more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     inner = ctx.get("error")
     if isinstance(inner, CrossFieldError):
-        return ConfigError(inner.problem + more, file=file, field=_join(prefix, inner.field),
-                           given=inner.given, allowed=inner.allowed, has_given=True)
+        return ConfigError(
+            inner.problem + more,
+            file=file,
+            field=_join(prefix, inner.field),
+            given=inner.given,
+            allowed=inner.allowed,
+            has_given=True,
+        )
     if typ == "extra_forbidden":
         key = str(loc[-1])
         valid = _fields_at(loc[:-1])
         hint = suggest(key, valid)
         return ConfigError(
-            f"unknown key{'; ' + hint if hint else ''}{more}", file=file, field=field, given=key,
+            f"unknown key{'; ' + hint if hint else ''}{more}",
+            file=file,
+            field=field,
+            given=key,
             allowed=", ".join(valid) if valid else None,
         )
     if typ == "missing":
-        return ConfigError(f"required field is missing{more}", file=file, field=field,
-                           allowed="a value for this field")
+        return ConfigError(f"required field is missing{more}", file=file, field=field, allowed="a value for this field")
     allowed = _ALLOWED_BY_TYPE.get(typ, lambda c: None)(ctx)
     problem = first["msg"]
     if inner is not None:
@@ -360,8 +387,9 @@ def _convert(err: ValidationError, file: str | None, prefix: str = "") -> Config
     if allowed is None:
         allowed = problem if typ not in ("value_error", "assertion_error") else None
         problem = "invalid value" if allowed else problem
-    return ConfigError(problem + more, file=file, field=field, given=first.get("input"),
-                       allowed=allowed, has_given="input" in first)
+    return ConfigError(
+        problem + more, file=file, field=field, given=first.get("input"), allowed=allowed, has_given="input" in first
+    )
 
 
 def _join(prefix: str, field: str) -> str:
@@ -389,6 +417,7 @@ def load_scenario(
     Args:
         path: a YAML file, or a mapping with the same content (ports merge over the defaults).
         overrides: ``{dotted.path: value}`` applied after ``extends`` and before validation.
+
     """
     if isinstance(path, Mapping):
         data, fname = copy.deepcopy(dict(path)), None
@@ -424,12 +453,20 @@ def _check_mutable(path: str, field: str) -> None:
     keys = [k for k, _ in _split_path(path)]
     if keys[0] == "ports":
         if len(keys) != 3 or keys[2] not in MUTABLE_PORT_FIELDS:
-            raise ConfigError("interventions can change only these port fields", field=field,
-                              given=path, allowed=", ".join(MUTABLE_PORT_FIELDS))
+            raise ConfigError(
+                "interventions can change only these port fields",
+                field=field,
+                given=path,
+                allowed=", ".join(MUTABLE_PORT_FIELDS),
+            )
         return
     if keys[0] not in MUTABLE_ROOTS:
-        raise ConfigError("interventions cannot change this", field=field, given=path,
-                          allowed="ports.<id>.<field> or a path under " + ", ".join(MUTABLE_ROOTS))
+        raise ConfigError(
+            "interventions cannot change this",
+            field=field,
+            given=path,
+            allowed="ports.<id>.<field> or a path under " + ", ".join(MUTABLE_ROOTS),
+        )
 
 
 def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
@@ -446,12 +483,20 @@ def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
     for idx, iv in ordered:
         for path, value in iv.set.items():
             field = f"interventions[{idx}].set.{path}"
-            if scenario.ports.get(path.split(".")[1] if path.startswith("ports.") else "", None) is None \
-                    and path.startswith("ports.") and "[" not in path.split(".")[0]:
+            if (
+                scenario.ports.get(path.split(".")[1] if path.startswith("ports.") else "", None) is None
+                and path.startswith("ports.")
+                and "[" not in path.split(".")[0]
+            ):
                 pid = path.split(".")[1]
                 hint = suggest(pid, scenario.ports)
-                raise ConfigError(f"unknown port{'; ' + hint if hint else ''}", file=file, field=field,
-                                  given=pid, allowed=", ".join(scenario.ports))
+                raise ConfigError(
+                    f"unknown port{'; ' + hint if hint else ''}",
+                    file=file,
+                    field=field,
+                    given=pid,
+                    allowed=", ".join(scenario.ports),
+                )
             try:
                 _check_mutable(path, field)
                 apply_path(data, path, value, where=field)

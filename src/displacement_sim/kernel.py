@@ -124,9 +124,16 @@ def decide(
     rho_eff = mx.effective_risk(rho, p.kappa, h)
     utility = mx.port_utility(p.margin, lam[..., None], rho_eff, p.cost, p.setup, h, p.phi, p.log_at_risk)
     probs = mx.choice_probabilities(
-        utility, p.utility_elsewhere(lam), p.hold_utility, p.beta, p.nest_lambda, p.nests
+        utility,
+        p.utility_elsewhere(lam),
+        p.hold_utility,
+        p.beta,
+        p.nest_lambda,
+        p.nest_order,
+        p.nest_starts,
+        p.nest_of,
     )
-    risk = np.concatenate([rho_eff, np.broadcast_to(p.elsewhere_detection, (*rho_eff.shape[:-1], 1))], axis=-1)
+    risk = _with_elsewhere(rho_eff, p.elsewhere_detection)
     m_eff = mx.effective_load(m, p.zeta, p.split_floor, probs[..., :-1], risk)
     p_hold = probs[..., -1]
     mean_loads = mx.expected_loads(supply, rate, m, m_eff, p_hold)
@@ -145,8 +152,15 @@ def detection_by_alternative(
     p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
 ) -> np.ndarray:
     """Seizure probability of a load at each port and elsewhere (last axis ``P + 1``)."""
-    d = mx.detection_probability(i_q, p.kappa, h, t, gamma_intel)
-    return np.concatenate([d, np.broadcast_to(p.elsewhere_detection, (*d.shape[:-1], 1))], axis=-1)
+    return _with_elsewhere(mx.detection_probability(i_q, p.kappa, h, t, gamma_intel), p.elsewhere_detection)
+
+
+def _with_elsewhere(per_port: np.ndarray, elsewhere: float) -> np.ndarray:
+    """Append the elsewhere alternative's value to a per-port array (last axis)."""
+    out = np.empty((*per_port.shape[:-1], per_port.shape[-1] + 1))
+    out[..., :-1] = per_port
+    out[..., -1] = elsewhere
+    return out
 
 
 # --- learning -------------------------------------------------------------------------------------
@@ -169,9 +183,7 @@ def learn(
     """
     new_s = mx.update_evidence(seizures, p.memory, own_seized, p.omega, news_seized)
     new_e = mx.update_evidence(exposure, p.memory, own_exposure(p, own_loads, h), p.omega, news_exposure)
-    new_h = mx.update_access(
-        h, own_loads > 0, own_seized > 0, p.access_growth, p.c, p.access_decay, p.access_burn
-    )
+    new_h = mx.update_access(h, own_loads > 0, own_seized > 0, p.access_growth, p.c, p.access_decay, p.access_burn)
     return new_s, new_e, new_h
 
 

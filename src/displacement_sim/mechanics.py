@@ -220,39 +220,35 @@ def choice_probabilities(
     u_hold: float | np.ndarray,
     beta: float,
     nest_lambda: float,
-    nests: tuple[np.ndarray, ...],
+    nest_order: np.ndarray,
+    nest_starts: np.ndarray,
+    nest_of: np.ndarray,
 ) -> np.ndarray:
     """Nested-logit probabilities over (ports..., elsewhere, hold), last axis.
 
-    Ports are nested by cluster (``nests``: index arrays of the enabled ports of
-    each cluster; ports in no nest get probability 0). Elsewhere and hold are
-    degenerate nests. ``P(p) = P(nest k) P(p | k)`` with
-    ``P(p | k) = exp(beta U_p / lambda) / sum_k`` and
-    ``P(k) ∝ exp(lambda IV_k)``, ``IV_k = ln sum_{j in k} exp(beta U_j / lambda)``
-    (McFadden 1978). ``nest_lambda = 1`` is the plain logit.
+    Ports are nested by cluster: ``nest_order`` lists the enabled ports grouped
+    by nest, ``nest_starts`` where each nest's group starts in that list and
+    ``nest_of`` the nest of each listed port; ports not listed (disabled) get
+    probability 0. Elsewhere and hold are degenerate nests.
+    ``P(p) = P(nest k) P(p | k)`` with ``P(p | k) = exp(beta U_p / lambda) / sum_k``
+    and ``P(k) ∝ exp(lambda IV_k)``, ``IV_k = ln sum_{j in k} exp(beta U_j / lambda)``
+    (McFadden 1978; Train 2009, ch. 4). ``nest_lambda = 1`` is the plain logit.
     """
-    shape = u_ports.shape
-    n_ports = shape[-1]
-    scaled = (beta / nest_lambda) * u_ports
-    out = np.zeros((*shape[:-1], n_ports + 2))
-    top = np.empty((*shape[:-1], len(nests) + 2))
-    within = []
-    for k, idx in enumerate(nests):
-        s = scaled[..., idx]
-        peak = s.max(axis=-1, keepdims=True)
-        e = np.exp(s - peak)
-        total = e.sum(axis=-1, keepdims=True)
-        within.append(e / total)
-        top[..., k] = nest_lambda * (peak[..., 0] + np.log(total[..., 0]))
-    top[..., -2] = beta * u_elsewhere
-    top[..., -1] = beta * u_hold
-    top_peak = top.max(axis=-1, keepdims=True)
-    e_top = np.exp(top - top_peak)
+    lead = u_ports.shape[:-1]
+    scaled = (beta / nest_lambda) * u_ports[..., nest_order]
+    peak = np.maximum.reduceat(scaled, nest_starts, axis=-1)
+    e = np.exp(scaled - peak[..., nest_of])
+    total = np.add.reduceat(e, nest_starts, axis=-1)
+    n_nests = len(nest_starts)
+    top = np.empty((*lead, n_nests + 2))
+    top[..., :n_nests] = nest_lambda * (peak + np.log(total))
+    top[..., n_nests] = beta * u_elsewhere
+    top[..., n_nests + 1] = beta * u_hold
+    e_top = np.exp(top - top.max(axis=-1, keepdims=True))
     p_top = e_top / e_top.sum(axis=-1, keepdims=True)
-    for k, idx in enumerate(nests):
-        out[..., idx] = p_top[..., k : k + 1] * within[k]
-    out[..., -2] = p_top[..., -2]
-    out[..., -1] = p_top[..., -1]
+    out = np.zeros((*lead, u_ports.shape[-1] + 2))
+    out[..., nest_order] = p_top[..., nest_of] * (e / total[..., nest_of])
+    out[..., -2:] = p_top[..., n_nests:]
     return out
 
 
@@ -270,9 +266,7 @@ def expected_loads(supply: float, rate: np.ndarray, m: np.ndarray, m_eff: np.nda
     return supply * rate * (m / m_eff) * (1.0 - p_hold)
 
 
-def update_evidence(
-    evidence: np.ndarray, memory: float, own: np.ndarray, omega: float, news: np.ndarray
-) -> np.ndarray:
+def update_evidence(evidence: np.ndarray, memory: float, own: np.ndarray, omega: float, news: np.ndarray) -> np.ndarray:
     """``S <- w S + own + omega news`` (the same form updates the exposure ``E``)."""
     return memory * evidence + own + omega * news
 

@@ -49,6 +49,7 @@ class Recorder:
         replications: number of replications fed together (first axis of every record).
         weeks: horizon; eval_from: first week of the evaluation window.
         keep_series: also keep every replication's weekly series (memory R x weeks x ports).
+
     """
 
     def __init__(self, replications: int, weeks: int, eval_from: int, n_ports: int, keep_series: bool = False):
@@ -57,8 +58,9 @@ class Recorder:
         self.eval_from = eval_from
         self.totals = {k: None for k in TOTAL_KEYS}
         self.mean_rate = np.zeros((replications, n_ports))
-        self.bands = {k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan)
-                      for k in SERIES_KEYS}
+        self.bands = {
+            k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan) for k in SERIES_KEYS
+        }
         self.keep_series = keep_series
         self.series: dict[str, list[np.ndarray]] = {}
         self.weeks_seen = 0
@@ -85,14 +87,21 @@ class Recorder:
 
     def merge(self, other: Recorder) -> Recorder:
         """Concatenate another recorder's replications (bands are recomputed only from kept series)."""
-        merged = Recorder(self.replications + other.replications, self.weeks, self.eval_from,
-                          self.mean_rate.shape[1], self.keep_series and other.keep_series)
+        merged = Recorder(
+            self.replications + other.replications,
+            self.weeks,
+            self.eval_from,
+            self.mean_rate.shape[1],
+            self.keep_series and other.keep_series,
+        )
         for k in TOTAL_KEYS:
             merged.totals[k] = np.concatenate([self.totals[k], other.totals[k]])
         merged.mean_rate = np.concatenate([self.mean_rate, other.mean_rate])
         if merged.keep_series:
-            merged.series = {k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
-                             for k in self.series}
+            merged.series = {
+                k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
+                for k in self.series
+            }
             for week in range(self.weeks):
                 merged.add_bands_only(week, {k: merged.series[k][week] for k in merged.series})
         else:

@@ -49,6 +49,7 @@ class DisplacementModel(mesa.Model):
 
     ``mesa.batch_run`` expands iterables, and a pydantic config is iterable: pass
     ``parameters={"config": [cfg]}``.
+
     """
 
     def __init__(
@@ -61,9 +62,7 @@ class DisplacementModel(mesa.Model):
         **overrides: Any,
     ) -> None:
         if isinstance(config, tuple):
-            raise TypeError(
-                "config is a tuple: mesa.batch_run expands iterables, so pass parameters={'config': [cfg]}"
-            )
+            raise TypeError("config is a tuple: mesa.batch_run expands iterables, so pass parameters={'config': [cfg]}")
         if rng is not None and not isinstance(rng, int | np.integer):
             raise TypeError("rng must be an int root seed (the model's streams are keyed by it)")
         config = _resolve_config(config, overrides)
@@ -137,9 +136,7 @@ class DisplacementModel(mesa.Model):
         p = self.params
         history = np.stack([port.seizure_history for port in self.ports], axis=-1)
         rates = self._port_rates()
-        due = [
-            u for u in p.units if self._phase_start or self.week % u.review_weeks == 0
-        ]
+        due = [u for u in p.units if self._phase_start or self.week % u.review_weeks == 0]
         if not due:
             return
         for unit in due:

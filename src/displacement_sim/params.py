@@ -57,7 +57,10 @@ class Params:
     cost: np.ndarray
     transit_check: np.ndarray
     via: np.ndarray  # index of the via port, -1 for none
-    nests: tuple[np.ndarray, ...]
+    nest_order: np.ndarray  # enabled ports grouped by cluster (the nests)
+    nest_starts: np.ndarray  # where each nest starts in nest_order
+    nest_of: np.ndarray  # nest of each entry of nest_order
+    nest_names: tuple[str, ...]
     margin: float
     beta: float
     nest_lambda: float
@@ -75,6 +78,7 @@ class Params:
     elsewhere_detection: float
     elsewhere_cost: float
     elsewhere_asc: float
+    elsewhere_log_size: float
     hold_utility: float
     units: tuple[AgencyParams, ...]
 
@@ -84,7 +88,12 @@ class Params:
 
     def utility_elsewhere(self, lam: np.ndarray) -> np.ndarray:
         """Utility of shipping elsewhere: same form as a port, with its fixed known risk."""
-        return self.margin * (1.0 - lam * self.elsewhere_detection) - self.elsewhere_cost + self.elsewhere_asc
+        return (
+            self.margin * (1.0 - lam * self.elsewhere_detection)
+            - self.elsewhere_cost
+            + self.phi * self.elsewhere_log_size
+            + self.elsewhere_asc
+        )
 
     def detection_parts(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(min(1, i q), t)`` per port for inspection rates ``rates`` (last axis ports)."""
@@ -215,7 +224,10 @@ def build_params(s: Scenario) -> Params:
         cost=np.array([p.a for p in ports], dtype=float),
         transit_check=np.array([p.transit_check for p in ports], dtype=float),
         via=np.array([ids.index(p.via) if p.via else -1 for p in ports], dtype=np.int64),
-        nests=tuple(np.array(v, dtype=np.int64) for v in clusters.values()),
+        nest_order=np.array([i for v in clusters.values() for i in v], dtype=np.int64),
+        nest_starts=np.cumsum([0] + [len(v) for v in clusters.values()])[:-1].astype(np.int64),
+        nest_of=np.array([k for k, v in enumerate(clusters.values()) for _ in v], dtype=np.int64),
+        nest_names=tuple(clusters),
         margin=b.margin,
         beta=b.beta,
         nest_lambda=b.nest_lambda,
@@ -233,6 +245,7 @@ def build_params(s: Scenario) -> Params:
         elsewhere_detection=e.detection,
         elsewhere_cost=e.cost,
         elsewhere_asc=e.asc,
+        elsewhere_log_size=float(np.log(e.at_risk_per_week)),
         hold_utility=s.hold.utility,
         units=_units(s, ids, at_risk, enabled),
     )

@@ -58,8 +58,15 @@ class BatchResult:
 
     @classmethod
     def from_recorder(
-        cls, config: Scenario, rec: Recorder, ports: PortInfo, *, engine: str, seed: int,
-        replications: np.ndarray, wall_seconds: float,
+        cls,
+        config: Scenario,
+        rec: Recorder,
+        ports: PortInfo,
+        *,
+        engine: str,
+        seed: int,
+        replications: np.ndarray,
+        wall_seconds: float,
     ) -> BatchResult:
         weeks_eval = max(rec.eval_weeks, 1)
         series = {k: np.stack(v, axis=1) for k, v in rec.series.items()} if rec.keep_series else None

@@ -63,8 +63,13 @@ def run_batch(
         if progress:
             progress(len(chunk))
     return BatchResult.from_recorder(
-        config, recorder, _port_info(plan), engine="vectorized", seed=seed,
-        replications=reps, wall_seconds=time.perf_counter() - start,
+        config,
+        recorder,
+        _port_info(plan),
+        engine="vectorized",
+        seed=seed,
+        replications=reps,
+        wall_seconds=time.perf_counter() - start,
     )
 
 
@@ -96,8 +101,13 @@ def run_mesa(
     for week in range(plan.weeks):
         recorder.add(week, {k: np.stack([w[k][week] for w in weekly]) for k in RECORD_KEYS})
     return BatchResult.from_recorder(
-        config, recorder, _port_info(plan), engine="mesa", seed=seed,
-        replications=reps, wall_seconds=time.perf_counter() - start,
+        config,
+        recorder,
+        _port_info(plan),
+        engine="mesa",
+        seed=seed,
+        replications=reps,
+        wall_seconds=time.perf_counter() - start,
     )
 
 

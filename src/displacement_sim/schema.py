@@ -63,12 +63,8 @@ class Port(Strict):
     )
     lat: float = Field(ge=-90.0, le=90.0)
     lon: float = Field(ge=-180.0, le=180.0)
-    inspection_rate: Rate = Field(
-        description="baseline share of at-risk containers physically inspected or scanned"
-    )
-    q: NonNeg = Field(
-        description="targeting quality: detection per load = inspection_rate * q (capped at 1)"
-    )
+    inspection_rate: Rate = Field(description="baseline share of at-risk containers physically inspected or scanned")
+    q: NonNeg = Field(description="targeting quality: detection per load = inspection_rate * q (capped at 1)")
     c: Rate = Field(description="corruptibility: how easily insiders are recruited (0-1)")
     a: NonNeg = Field(description="trafficker's cost per kg at this port, k EUR/kg")
     buffer: list[str] = Field(default_factory=list, description="ports watched when this one hardens")
@@ -104,9 +100,7 @@ class Distribution(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Distribution:
         if not self.low <= self.median <= self.high:
-            raise ValueError(
-                f"need low <= median <= high, got low={self.low}, median={self.median}, high={self.high}"
-            )
+            raise ValueError(f"need low <= median <= high, got low={self.low}, median={self.median}, high={self.high}")
         return self
 
 
@@ -127,8 +121,9 @@ class Networks(Strict):
         ),
     )
     loads_per_week: Distribution = Field(
-        Distribution(median=0.2, sigma=0.8, low=0.01, high=3.0),
-        description="loads a network sends per week at full supply; capacity K = m * rate (assumed)",
+        Distribution(median=1.0, sigma=0.6, low=0.05, high=4.0),
+        description="loads a network sends per week at full supply, so capacity K = m * rate; calibrated "
+        "so Antwerp seizes 40-110 t/yr and Rotterdam 20-70 t/yr (port_facts.md); plausible median 0.5-1.5",
     )
     risk_aversion: Distribution = Field(
         Distribution(median=3.0, sigma=0.4, low=0.5, high=10.0),
@@ -139,9 +134,7 @@ class Networks(Strict):
         description="relative weights of the networks' home countries (assumed; ~80% of Antwerp's "
         "cocaine is bound for NL, Dismark 2018)",
     )
-    hvt_share: Rate = Field(
-        0.2, description="share led by high-value targets (port_facts.md: 10-25 of 80 networks)"
-    )
+    hvt_share: Rate = Field(0.2, description="share led by high-value targets (port_facts.md: 10-25 of 80 networks)")
 
     @field_validator("home")
     @classmethod
@@ -167,37 +160,25 @@ class Behaviour(Strict):
         0.6, gt=0.0, le=1.0, description="nested-logit dissimilarity within a cluster; assumed, 0.3-1"
     )
     phi: NonNeg = Field(
-        1.0, description="size term, k EUR/kg per log at-risk container; assumed, 0.3-2"
+        3.0,
+        description="size term, k EUR/kg per log at-risk container (cover, direct lines); calibrated to "
+        "the hubs' share of seizures and near-zero seizures at Zeebrugge and Ostend; plausible 1-4",
     )
-    setup: NonNeg = Field(
-        2.0, description="extra cost of a port without insiders, k EUR/kg; assumed, 0.5-5"
-    )
+    setup: NonNeg = Field(2.0, description="extra cost of a port without insiders, k EUR/kg; assumed, 0.5-5")
     kappa: float = Field(
         0.5, ge=0.0, lt=1.0, description="share of detection insiders remove at full access; assumed 0-0.9"
     )
-    prior_strength: float = Field(
-        10.0, gt=0.0, description="b0: prior exposure, in loads; assumed, 2-50"
-    )
-    memory: Rate = Field(
-        0.98, description="w: weekly decay of seizure evidence and exposure; assumed, 0.9-0.995"
-    )
-    omega: NonNeg = Field(
-        0.5, description="weight of milieu news (others' seizures at a port); assumed, 0-1"
-    )
+    prior_strength: float = Field(10.0, gt=0.0, description="b0: prior exposure, in loads; assumed, 2-50")
+    memory: Rate = Field(0.98, description="w: weekly decay of seizure evidence and exposure; assumed, 0.9-0.995")
+    omega: NonNeg = Field(0.5, description="weight of milieu news (others' seizures at a port); assumed, 0-1")
     access_growth: Rate = Field(
         0.1, description="g: weekly growth of insider access with use, times c_p; assumed, 0.02-0.3"
     )
-    access_decay: Rate = Field(
-        0.02, description="delta: weekly decay of unused insider access; assumed, 0.005-0.1"
-    )
-    access_burn: Rate = Field(
-        0.5, description="share of access lost after a seizure at that port; assumed, 0.2-1"
-    )
-    zeta: NonNeg = Field(
-        2.0, description="load splitting: m_eff = m (1 - zeta * perceived risk); assumed, 0-4"
-    )
+    access_decay: Rate = Field(0.02, description="delta: weekly decay of unused insider access; assumed, 0.005-0.1")
+    access_burn: Rate = Field(0.5, description="share of access lost after a seizure at that port; assumed, 0.2-1")
+    zeta: NonNeg = Field(2.0, description="load splitting: m_eff = m (1 - zeta * perceived risk); assumed, 0-4")
     split_floor: float = Field(
-        0.25, gt=0.0, le=1.0, description="smallest m_eff / m; assumed, 0.1-0.5"
+        0.5, gt=0.0, le=1.0, description="smallest m_eff / m (loads split at most in two); assumed, 0.25-0.75"
     )
 
 
@@ -207,34 +188,36 @@ class Elsewhere(Strict):
     detection: Rate = Field(
         0.1, description="share of loads seized elsewhere; EU-wide interception 5-25% (port_facts.md)"
     )
-    cost: NonNeg = Field(4.0, description="k EUR/kg; assumed, 2-8 (longer routes)")
-    asc: float = Field(
-        4.0, description="alternative-specific constant, k EUR/kg (calibrated: share of flow elsewhere)"
+    cost: NonNeg = Field(4.0, description="k EUR/kg; assumed, 2-8 (longer routes, less routine logistics)")
+    at_risk_per_week: float = Field(
+        6000.0,
+        gt=0.0,
+        description="size of the other entry points in at-risk containers/week, for the size term; "
+        "assumed, 2,000-10,000 (EU seizures 303 t in 2021, of which about half outside BE/NL, EUDA 2025)",
     )
+    asc: float = Field(0.0, description="alternative-specific constant, k EUR/kg; assumed 0 (range -5 to 5)")
 
 
 class Hold(Strict):
     """The outside option 'hold': not shipping this week."""
 
     utility: float = Field(
-        8.0, description="k EUR/kg value of waiting (calibrated so a few % is held at baseline)"
+        34.0,
+        description="k EUR/kg value of waiting, on the scale of the ports' utilities; calibrated so about "
+        "6% of supply is held back at baseline (assumed range 3-10%)",
     )
 
 
 class Agency(Strict):
     """An enforcement agency of one country: a flexible budget of extra inspections."""
 
-    budget: NonNeg = Field(
-        0.0, description="extra inspections per week spread over the agency's ports (containers)"
-    )
+    budget: NonNeg = Field(0.0, description="extra inspections per week spread over the agency's ports (containers)")
     rule: Literal["static", "reactive", "threat"] = "threat"
     review_weeks: int = Field(4, ge=1, description="weeks between reallocations; assumed, 1-13")
     i_max: Rate = Field(0.5, description="highest inspection rate a port can absorb; assumed, 0.2-1")
     s0: float = Field(1.0, gt=0.0, description="pseudo-seizures added in reactive/threat weights")
     rho: float = Field(1.0, gt=0.0, le=1.0, description="reactive exponent (NarcoLogic); <= 1")
-    floor: float = Field(
-        0.01, gt=0.0, le=1.0, description="threat rule: lowest detection rate used to invert seizures"
-    )
+    floor: float = Field(0.01, gt=0.0, le=1.0, description="threat rule: lowest detection rate used to invert seizures")
     weights: dict[str, NonNeg] = Field(
         default_factory=dict, description="static rule: port -> weight (default: at-risk volume)"
     )
@@ -327,9 +310,7 @@ class Scenario(Strict):
     name: str = Field(min_length=1)
     description: str = ""
     weeks: int = Field(260, ge=1, le=5200, description="horizon in weeks (260 = five years)")
-    warmup_weeks: int = Field(
-        52, ge=0, description="weeks left out of every metric while beliefs and insiders settle"
-    )
+    warmup_weeks: int = Field(52, ge=0, description="weeks left out of every metric while beliefs and insiders settle")
     seed: int = Field(42, ge=0, description="root seed (the command line's --seed overrides it)")
     ports: dict[str, Port]
     networks: Networks = Networks()
@@ -381,9 +362,7 @@ def _rule_buffers(s: Scenario) -> None:
     for pid, port in s.ports.items():
         for i, other in enumerate(port.buffer):
             if other not in s.ports or other == pid:
-                raise CrossFieldError(
-                    f"ports.{pid}.buffer[{i}]", "unknown buffer port", other, _ids(s, exclude=pid)
-                )
+                raise CrossFieldError(f"ports.{pid}.buffer[{i}]", "unknown buffer port", other, _ids(s, exclude=pid))
 
 
 def _rule_via(s: Scenario) -> None:
@@ -428,7 +407,10 @@ def _rule_joint(s: Scenario) -> None:
             )
     if len(members) == 1:
         raise CrossFieldError(
-            "enforcement.joint_strategy.members", "a joint strategy needs two or more agencies", members, "e.g. [BE, NL]"
+            "enforcement.joint_strategy.members",
+            "a joint strategy needs two or more agencies",
+            members,
+            "e.g. [BE, NL]",
         )
     if len(set(members)) != len(members):
         raise CrossFieldError("enforcement.joint_strategy.members", "duplicate agency", members, "distinct codes")

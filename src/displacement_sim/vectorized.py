@@ -89,9 +89,7 @@ def _allocate(plan: RunPlan, p: Params, st: VectorState, week: int, phase_start:
         st.rates = kx.rates_from_extra(p, st.extras, (st.rates.shape[0],))
 
 
-def _ship(
-    p: Params, dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _ship(p: Params, dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step 5: loads per (replication, network, alternative) and how many were seized.
 
     ``u`` is the week's block ``(R, N, 1 + 2 L)``: the load count, then a port

@@ -1,0 +1,239 @@
+"""The ``displacement-sim`` command (DESIGN.md section 6).
+
+Exit status 0 on success, 2 on bad input (one message on stderr naming the
+file, the field, what was given and what is allowed; no traceback; nothing
+written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import load_scenario, parse_override
+from .errors import ConfigError
+from .schema import Scenario
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad options as a ConfigError (exit 2, one line)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message, field=f"displacement-sim {self.prog.split()[-1]}", allowed="see --help")
+
+
+def _overrides(items: Sequence[str] | None) -> dict[str, object]:
+    return dict(parse_override(s) for s in items or [])
+
+
+def _positive(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError("not an integer", field=name, given=text, allowed="a whole number >= 1") from None
+        if value < 1:
+            raise ConfigError("must be at least 1", field=name, given=value, allowed="a whole number >= 1")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError("not an integer", field="--seed", given=text, allowed="a whole number >= 0") from None
+    if value < 0:
+        raise ConfigError("must be >= 0", field="--seed", given=value, allowed="a whole number >= 0")
+    return value
+
+
+def check_out_dir(out: Path | None) -> None:
+    """Refuse to write into an existing, non-empty folder (nothing is ever overwritten)."""
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(
+            "output folder exists and is not empty",
+            field="--out",
+            given=str(out),
+            allowed="a new or empty folder",
+        )
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar on a terminal, silent when stderr is piped."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rep", disable=not sys.stderr.isatty(), leave=False)
+
+
+# --- validate ------------------------------------------------------------------------------------
+
+
+def describe(cfg: Scenario) -> str:
+    """A short plain description of a scenario."""
+    ports = cfg.ports
+    lines = [f"{cfg.name}: {cfg.description.strip()}" if cfg.description else cfg.name]
+    lines.append(f"  horizon: {cfg.weeks} weeks ({cfg.weeks / 52:.1f} years), warm-up {cfg.warmup_weeks} weeks")
+    by_country: dict[str, list[str]] = {}
+    for pid, p in ports.items():
+        by_country.setdefault(p.country, []).append(pid + ("" if p.enabled else " (off)"))
+    lines.append(f"  ports: {sum(p.enabled for p in ports.values())} enabled of {len(ports)}")
+    for code in sorted(by_country):
+        lines.append(f"    {code}: {', '.join(by_country[code])}")
+    lines.append(f"  networks: {cfg.networks.n_slots} slots")
+    for code, ag in cfg.enforcement.agencies.items():
+        lines.append(
+            f"  agency {code}: budget {ag.budget:g} extra inspections/week, rule {ag.rule}, "
+            f"review every {ag.review_weeks} weeks"
+        )
+    js = cfg.enforcement.joint_strategy
+    if js.members:
+        lines.append(
+            f"  joint strategy: {' + '.join(js.members)}"
+            f"{', pooled budgets' if js.pool_budgets else ''}, anticipation {js.anticipation:g}"
+        )
+    if cfg.interventions:
+        lines.append(f"  interventions: {len(cfg.interventions)}")
+        for iv in sorted(cfg.interventions, key=lambda i: i.week):
+            sets = "; ".join(f"{k} = {v}" for k, v in iv.set.items())
+            lines.append(f"    week {iv.week}: {iv.label + ': ' if iv.label else ''}{sets}")
+    else:
+        lines.append("  interventions: none")
+    return "\n".join(lines)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = load_scenario(args.scenario, overrides=_overrides(args.set))
+    print(f"OK {args.scenario}")
+    print(describe(cfg))
+    return 0
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+def _t_per_year(kg: float | None, weeks: int) -> str:
+    return "-" if kg is None else f"{kg / 1000 * 52 / max(weeks, 1):8.1f}"
+
+
+def summary_table(summary: dict, weeks_eval: int) -> str:
+    """The run's readable table: per port shipped, seized, share; totals and shares."""
+    m = summary["metrics"]
+    out = [
+        f"{summary['scenario']}: {summary['engine']} engine, {summary['replications']} replication(s), "
+        f"seed {summary['seed']}; weeks {summary['eval_weeks'][0]}-{summary['eval_weeks'][1]} "
+        "(means; t/yr = tonnes per year)",
+        f"{'port':<20}{'shipped t/yr':>14}{'seized t/yr':>13}{'share':>8}{'seizure %':>11}{'insp. rate':>12}",
+    ]
+    for pid, d in summary["ports"].items():
+        ship, seized = d["shipped_kg"]["mean"], d["seized_kg"]["mean"]
+        share = d["share"]["mean"]
+        rate = f"{100 * seized / ship:10.1f}%" if ship else "         -"
+        out.append(
+            f"{pid:<20}{_t_per_year(ship, weeks_eval):>14}{_t_per_year(seized, weeks_eval):>13}"
+            f"{'-' if share is None else f'{share:7.1%}':>8}{rate:>11}{d['inspection_rate']['mean']:>12.3f}"
+        )
+    ci = m["seized_kg"]["ci95"]
+    ci_txt = (
+        f" (95% CI {_t_per_year(ci[0], weeks_eval).strip()}-{_t_per_year(ci[1], weeks_eval).strip()})"
+        if ci[0] is not None
+        else ""
+    )
+    out += [
+        f"{'all modelled ports':<20}{_t_per_year(m['shipped_kg']['mean'], weeks_eval):>14}"
+        f"{_t_per_year(m['seized_kg']['mean'], weeks_eval):>13}",
+        f"seized{ci_txt}; seizure rate {_pct(m['seizure_rate']['mean'])}",
+        f"elsewhere {_t_per_year(m['elsewhere_kg']['mean'], weeks_eval).strip()} t/yr, "
+        f"held back {_t_per_year(m['held_kg']['mean'], weeks_eval).strip()} t/yr",
+        "shares of modelled flow: "
+        + ", ".join(
+            f"{k.replace('_share', '')} {_pct(m[k]['mean'])}"
+            for k in ("hub_share", "regional_share", "inland_share", "foreign_share")
+        ),
+    ]
+    return "\n".join(out)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .results import default_out_dir, write_results
+    from .runner import run_scenario
+
+    overrides = _overrides(args.set)
+    if args.weeks is not None:
+        overrides["weeks"] = args.weeks
+    cfg = load_scenario(args.scenario, overrides=overrides)
+    out = Path(args.out) if args.out else None
+    check_out_dir(out)
+    seed = cfg.seed if args.seed is None else args.seed
+    engine = args.engine or ("vectorized" if args.replications > 1 else "mesa")
+    with progress_bar(args.replications, f"{cfg.name} ({engine})") as bar:
+        result = run_scenario(cfg, engine, args.replications, seed=seed, progress=bar.update)
+    out = out or default_out_dir(cfg.name)
+    write_results(result, out)
+    print(summary_table(result.summary(), result.weeks - result.eval_from))
+    print(f"results: {out}  ({result.wall_seconds:.1f} s)")
+    return 0
+
+
+# --- entry point -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="displacement-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check a scenario and describe it")
+    p.add_argument("scenario", type=Path)
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a scenario and write a results folder")
+    p.add_argument("scenario", type=Path)
+    p.add_argument(
+        "--engine",
+        choices=["mesa", "vectorized"],
+        default=None,
+        help="default: vectorized when --replications > 1, else mesa",
+    )
+    p.add_argument("--replications", type=_positive("--replications"), default=1)
+    p.add_argument("--weeks", type=_positive("--weeks"), default=None)
+    p.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's seed)")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
+    p.add_argument("--out", default=None, help="results folder (default results/<scenario>-<timestamp>-<id>)")
+    p.set_defaults(func=cmd_run)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+# Further subcommands (compare, sweep, report) register here: each a function(subparsers).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

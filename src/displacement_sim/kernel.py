@@ -148,6 +148,21 @@ def check_load_bound(mean_loads: np.ndarray, lam_max: float) -> None:
         raise RuntimeError(f"load rate {float(np.max(mean_loads))} above the design bound {lam_max}")
 
 
+def capacity_kg(supply: float, m: np.ndarray, rate: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Cocaine the network could move this week, kg: ``supply K`` with ``K = m rate`` (0 when not active)."""
+    return np.where(alive, supply * m * rate, 0.0)
+
+
+def held_kg(capacity: np.ndarray, shipped: np.ndarray) -> np.ndarray:
+    """Held back: capacity not shipped this week (``capacity - shipped``, over all alternatives).
+
+    Its expectation is ``supply K pi_hold``; a single week can be negative when more
+    loads than average leave. Defined this way, shipped + elsewhere + held adds up
+    to the capacity exactly, so a comparison's decomposition of a drop is exact.
+    """
+    return capacity - shipped
+
+
 def detection_by_alternative(
     p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
 ) -> np.ndarray:

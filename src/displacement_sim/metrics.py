@@ -28,7 +28,7 @@ __all__ = [
 
 SERIES_KEYS = ("shipped_kg", "seized_kg", "delivered_kg", "inspection_rate")
 QUANTILES = (0.1, 0.5, 0.9)
-TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg")
+TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg", "capacity_kg")
 BE_NL = ("BE", "NL")
 
 
@@ -153,6 +153,7 @@ def replication_metrics(totals: dict[str, np.ndarray], ports: PortInfo) -> dict[
         "elsewhere_kg": totals["shipped_kg"][:, -1],
         "elsewhere_seized_kg": totals["seized_kg"][:, -1],
         "held_kg": totals["held_kg"],
+        "capacity_kg": totals["capacity_kg"],
         "hub_share": _ratio(ship[:, ports.kind == "hub"].sum(axis=1), shipped_kg),
         "regional_share": _ratio(ship[:, ports.kind == "regional"].sum(axis=1), shipped_kg),
         "inland_share": _ratio(ship[:, ports.kind == "inland"].sum(axis=1), shipped_kg),

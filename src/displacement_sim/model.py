@@ -33,7 +33,16 @@ from .streams import Stream, generator, init_block_width, shipment_block_width
 
 __all__ = ["DisplacementModel"]
 
-RECORD_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg", "inspection_rate", "active_networks")
+RECORD_KEYS = (
+    "loads",
+    "shipped_kg",
+    "seized_loads",
+    "seized_kg",
+    "held_kg",
+    "capacity_kg",
+    "inspection_rate",
+    "active_networks",
+)
 
 
 class DisplacementModel(mesa.Model):
@@ -171,13 +180,17 @@ class DisplacementModel(mesa.Model):
         loads = np.stack([n.loads for n in self.networks])
         caught = np.stack([n.seized for n in self.networks])
         kg = np.array([n.decision.m_eff for n in self.networks])[:, None]
-        held = np.array([supply * n.rate * n.m * n.decision.probs[-1] for n in self.networks])
+        shipped = kx.sum_over_networks(loads * kg, axis=0)
+        capacity = kx.sum_over_networks(
+            np.array([kx.capacity_kg(supply, n.m, n.rate, n.alive) for n in self.networks]), axis=0
+        )
         rec = {
             "loads": kx.sum_over_networks(loads, axis=0),
-            "shipped_kg": kx.sum_over_networks(loads * kg, axis=0),
+            "shipped_kg": shipped,
             "seized_loads": kx.sum_over_networks(caught, axis=0),
             "seized_kg": kx.sum_over_networks(caught * kg, axis=0),
-            "held_kg": kx.sum_over_networks(held, axis=0),
+            "held_kg": kx.held_kg(capacity, shipped.sum(axis=-1)),
+            "capacity_kg": capacity,
             "inspection_rate": self._port_rates(),
             "active_networks": np.float64(sum(n.alive for n in self.networks)),
         }

@@ -112,13 +112,15 @@ def _record(
 ) -> dict[str, np.ndarray]:
     """Step 10: the week's numbers per replication (sums over networks in slot order)."""
     kg = dec.m_eff[..., None]
-    held = supply * st.rate * st.m * dec.probs[..., -1]
+    shipped = kx.sum_over_networks(loads * kg, axis=1)
+    capacity = kx.sum_over_networks(kx.capacity_kg(supply, st.m, st.rate, st.alive), axis=1)
     return {
         "loads": kx.sum_over_networks(loads, axis=1),
-        "shipped_kg": kx.sum_over_networks(loads * kg, axis=1),
+        "shipped_kg": shipped,
         "seized_loads": kx.sum_over_networks(caught, axis=1),
         "seized_kg": kx.sum_over_networks(caught * kg, axis=1),
-        "held_kg": kx.sum_over_networks(held, axis=1),
+        "held_kg": kx.held_kg(capacity, shipped.sum(axis=-1)),
+        "capacity_kg": capacity,
         "inspection_rate": st.rates.copy(),
         "active_networks": st.alive.sum(axis=1).astype(float),
     }

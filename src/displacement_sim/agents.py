@@ -65,18 +65,37 @@ class TraffickingNetwork(mesa.Agent):
             self.seizures,
             self.exposure,
             self.access,
+            self.alive,
         )
 
-    def ship(self, p: Params, u: np.ndarray, l_max: int, i_q: np.ndarray, t: np.ndarray) -> None:
-        """Step 5: draw this week's loads from the slot's row of uniforms; each load is seized or not."""
+    def ship(
+        self, p: Params, u: np.ndarray, l_max: int, i_q: np.ndarray, t: np.ndarray, intel_term: np.ndarray
+    ) -> None:
+        """Step 5: draw this week's loads from the slot's row of uniforms; each load is seized or not.
+
+        ``intel_term`` is the agencies' intelligence-led detection of this network's loads per port.
+        """
         dec = self.decision
         n_alt = p.n_ports + 1
         n_loads = int(mx.poisson_from_uniform(u[0], dec.mean_loads, l_max))
-        det = kx.detection_by_alternative(p, i_q, t, self.access)
+        det = kx.detection_by_alternative(p, i_q, t, self.access, intel_term)
         alt = mx.choose_alternative(u[1 : 1 + n_loads], dec.cum_ship)
         caught = u[1 + l_max : 1 + l_max + n_loads] < det[alt]
         self.loads = np.bincount(alt, minlength=n_alt).astype(float)
         self.seized = np.bincount(alt, weights=caught, minlength=n_alt)
+
+    def renew(self, attrs: dict[str, object]) -> None:
+        """Step 9: a successor or entrant takes the slot: new attributes, no insiders, prior beliefs."""
+        self.m = float(attrs["m"])
+        self.rate = float(attrs["rate"])
+        self.lam = float(attrs["lam"])
+        self.home = str(attrs["home"])
+        self.hvt = bool(attrs["hvt"])
+        self.alive = True
+        self.t_dismantled = None
+        self.seizures = np.zeros_like(self.seizures)
+        self.exposure = np.zeros_like(self.exposure)
+        self.access = np.zeros_like(self.access)
 
     def learn(self, p: Params, news_seized: np.ndarray, news_exposure: np.ndarray) -> None:
         """Step 6: update evidence, exposure and insider access from own loads and milieu news."""
@@ -109,16 +128,33 @@ class Port(mesa.Agent):
 
 
 class EnforcementAgency(mesa.Agent):
-    """An agency of one country (or the pooled members of a joint strategy): allocates extra inspections."""
+    """An agency of one country (or the pooled members of a joint strategy): allocates extra inspections.
+
+    A country's agency also holds its intelligence on each network (``intel``, its row of the
+    model's cooperation state) and its cases (``case_on``).
+    """
 
     model: DisplacementModel
 
-    def __init__(self, model: DisplacementModel, code: str) -> None:
+    def __init__(self, model: DisplacementModel, code: str, index: int | None = None) -> None:
         super().__init__(model)
         self.code = code
+        self.index = index  # row in the cooperation state (None for a pooled allocation unit)
         self.extra = np.zeros(0)
 
-    def allocate(self, p: Params, unit: AgencyParams, history: np.ndarray, week: int, rates: np.ndarray) -> None:
+    @property
+    def intel(self) -> np.ndarray:
+        """Intel on each network slot, in [0, 1]."""
+        return self.model.coop.intel[self.index]
+
+    @property
+    def case_on(self) -> np.ndarray:
+        """Whether the agency runs a case on each network slot."""
+        return self.model.coop.case_on[self.index]
+
+    def allocate(
+        self, p: Params, unit: AgencyParams, history: np.ndarray, week: int, rates: np.ndarray, already: np.ndarray
+    ) -> None:
         """Step 2: spread the budget over the unit's ports by its rule (water-filling under the cap)."""
         recent = kx.recent_seizures(history, week, unit.review_weeks)
-        self.extra = kx.allocate(p, unit, recent, rates)
+        self.extra = kx.allocate(p, unit, recent, rates, already)

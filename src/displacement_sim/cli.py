@@ -97,7 +97,8 @@ def describe(cfg: Scenario) -> str:
     if js.members:
         lines.append(
             f"  joint strategy: {' + '.join(js.members)}"
-            f"{', pooled budgets' if js.pool_budgets else ''}, anticipation {js.anticipation:g}"
+            f"{f', pooled budget {js.budget:g}/week on ' + '+'.join(js.kinds) if js.budget else ''}"
+            f", anticipation {js.anticipation:g}"
         )
     if cfg.interventions:
         lines.append(f"  interventions: {len(cfg.interventions)}")

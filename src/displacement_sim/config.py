@@ -18,19 +18,23 @@ Every failure is a :class:`~.errors.ConfigError` naming the file and field.
 from __future__ import annotations
 
 import copy
+import enum
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types as at
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from .errors import ConfigError, suggest
-from .schema import CrossFieldError, Scenario
+from .schema import Agency, CrossFieldError, Enforcement, Scenario
 
 __all__ = [
     "Phase",
@@ -44,7 +48,7 @@ __all__ = [
 
 # Paths an intervention may change (structure, horizon and the initial population may not).
 MUTABLE_PORT_FIELDS = ("inspection_rate", "q", "c", "a", "transit_check", "enabled", "at_risk_per_week")
-MUTABLE_ROOTS = ("enforcement", "behaviour", "elsewhere", "hold", "inputs")
+MUTABLE_ROOTS = ("enforcement", "behaviour", "elsewhere", "hold", "intel", "succession")
 
 _SEGMENT = re.compile(r"^(?P<key>[A-Za-z0-9_\-]+)(?:\[(?P<sel>[^\]]*)\])?$")
 
@@ -76,24 +80,42 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML mapping, turning every failure into a ConfigError naming the file."""
+    if path.is_dir():
+        raise ConfigError("is a folder, not a file", file=path, given=str(path), allowed="a YAML file")
     if not path.is_file():
         raise ConfigError("file not found", file=path, given=str(path), allowed="an existing YAML file")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506
     except ConfigError as err:
         raise err.with_file(path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"YAML syntax error{where}: {problem}", file=path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not a UTF-8 text file", file=path) from None
+        raise ConfigError(
+            f"YAML syntax error{where}: {problem}",
+            file=path,
+            allowed="well-formed YAML (check indentation, colons, brackets and quotes)",
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            "not a UTF-8 text file",
+            file=path,
+            given=f"byte 0x{err.object[err.start]:02x} at position {err.start}",
+            allowed="UTF-8 text (save the file with UTF-8 encoding)",
+        ) from None
+    except OSError as err:
+        raise ConfigError("cannot read the file", file=path, given=err.strerror, allowed="a readable file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
+        kind = {"list": "a list", "str": "a single text value", "int": "a number", "float": "a number"}
         raise ConfigError(
-            "top level must be a mapping", file=path, given=type(data).__name__, allowed="key: value pairs"
+            "top level must be a mapping",
+            file=path,
+            given=kind.get(type(data).__name__, type(data).__name__),
+            allowed="key: value lines such as 'weeks: 260'",
         )
     return data
 
@@ -150,7 +172,11 @@ def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent_path = path.parent / parent
     if not parent_path.is_file():
         raise ConfigError(
-            "extended file not found", file=path, field="extends", given=parent, allowed="a path relative to this file"
+            "extended file not found",
+            file=path,
+            field="extends",
+            given=parent,
+            allowed=f"an existing file, relative to this file's folder ({path.parent})",
         )
     base = _resolve_chain(parent_path, (*stack, path))
     # the child's own name and description never inherit silently from the parent
@@ -204,16 +230,37 @@ def expand_path(data: Mapping[str, Any], path: str) -> list[list[str]]:
                 )
             for field in sel:
                 if field not in _SELECTABLE:
-                    raise ConfigError("unknown selector field", field=path, given=field, allowed=", ".join(_SELECTABLE))
+                    hint = suggest(field, _SELECTABLE)
+                    raise ConfigError(
+                        f"unknown selector field{'; ' + hint if hint else ''}",
+                        field=path,
+                        given=field,
+                        allowed=", ".join(_SELECTABLE),
+                    )
             for child, value in node.items():
                 if isinstance(value, Mapping) and all(str(value.get(f)).lower() == v.lower() for f, v in sel.items()):
                     new.append([*r, key, child])
         if not new:
             raise ConfigError(
-                "selector matches nothing", field=path, given=sel, allowed="a selector matching at least one entry"
+                "selector matches nothing",
+                field=path,
+                given=",".join(f"{f}={v}" for f, v in (sel or {}).items()),
+                allowed=_selector_values(data, results, key, sel or {}),
             )
         results = new
     return results
+
+
+def _selector_values(data: Mapping[str, Any], prefixes: list[list[str]], key: str, sel: Mapping[str, str]) -> str:
+    """The values each selector field takes among the entries (for a selector that matched nothing)."""
+    seen: dict[str, set[str]] = {f: set() for f in sel}
+    for r in prefixes:
+        node = _get(data, [*r, key])
+        for value in (node or {}).values():
+            if isinstance(value, Mapping):
+                for f in sel:
+                    seen[f].add(str(value.get(f)).lower())
+    return "; ".join(f"{f} one of {', '.join(sorted(v)) or 'nothing'}" for f, v in seen.items())
 
 
 def _get(data: Mapping[str, Any], keys: list[str]) -> Any:
@@ -282,11 +329,20 @@ def _schema_default(keys: list[str]) -> Any:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"a.b=3"`` -> ``("a.b", 3)``; the value is parsed as YAML (numbers, lists, booleans)."""
-    if "=" not in text:
+    depth, cut = 0, -1
+    for i, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "=" and depth == 0:
+            cut = i
+            break
+    if cut < 0 or not text[:cut].strip():
         raise ConfigError(
-            "an override needs PATH=VALUE", field="--set", given=text, allowed="e.g. enforcement.BE.budget=2000"
+            "an override needs PATH=VALUE",
+            field="--set",
+            given=text,
+            allowed="e.g. enforcement.BE.budget=2000 or ports[kind=regional].inspection_rate=0.1",
         )
-    path, raw = text.split("=", 1)
+    path, raw = text[:cut], text[cut + 1 :]
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError:
@@ -307,62 +363,211 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_KEY = "[key]"  # pydantic's marker, in an error location, for a bad key of a mapping
+
+
+def _unwrap(ann: Any) -> tuple[Any, list[Any]]:
+    """Strip ``Annotated[...]`` and ``X | None`` from a type; return it and its constraints (Ge, Le...)."""
+    meta: list[Any] = []
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            for m in ann.__metadata__:
+                meta.extend(m.metadata if isinstance(m, FieldInfo) else [m])
+            ann = get_args(ann)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(ann) if a is not type(None)]
+            if len(args) != 1:
+                return ann, meta
+            ann = args[0]
+        else:
+            return ann, meta
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _type_at(loc: tuple[Any, ...]) -> tuple[Any, list[Any]] | None:
+    """The schema type (and its constraints) of the field at an error location, or None."""
+    ann: Any = Scenario
+    meta: list[Any] = []
+    for part in loc:
+        origin = get_origin(ann)
+        if _is_model(ann):
+            info = ann.model_fields.get(part) if isinstance(part, str) else None
+            if info is not None:
+                ann, inner = _unwrap(info.annotation)
+                meta = [*info.metadata, *inner]
+            elif ann is Enforcement and isinstance(part, str):
+                ann, meta = Agency, []  # enforcement.BE: an agency (the model's extra keys)
+            else:
+                return None
+        elif origin is dict:
+            ann, meta = _unwrap(get_args(ann)[1])
+        elif origin is list and isinstance(part, int):
+            ann, meta = _unwrap(get_args(ann)[0])
+        else:
+            return None
+    return ann, meta
+
+
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """Valid keys of the model found at ``loc`` (for 'did you mean')."""
-    model: Any = Scenario
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
-            return []
-        if part in fields:
-            ann = fields[part].annotation
-            origin = getattr(ann, "__origin__", None)
-            if origin is dict:
-                model = ("dict", ann.__args__[1])
-            elif origin is list:
-                model = ann.__args__[0]
-            else:
-                model = ann
-            if isinstance(model, tuple):
-                model = model[1]
-                continue
-        elif getattr(model, "__name__", "") == "Enforcement":
-            from .schema import Agency
-
-            model = Agency
-        else:
-            return list(fields)
-    return list(getattr(model, "model_fields", {}) or [])
+    found = _type_at(loc)
+    return list(found[0].model_fields) if found and _is_model(found[0]) else []
 
 
-_ALLOWED_BY_TYPE = {
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _bounds(noun: str, meta: list[Any], whole: bool) -> str:
+    lo = hi = None
+    lo_op, hi_op = ">=", "<="
+    for m in meta:
+        if isinstance(m, at.Ge):
+            lo, lo_op = m.ge, ">="
+        elif isinstance(m, at.Gt):
+            lo, lo_op = m.gt, ">"
+        elif isinstance(m, at.Le):
+            hi, hi_op = m.le, "<="
+        elif isinstance(m, at.Lt):
+            hi, hi_op = m.lt, "<"
+    if lo is not None and hi is not None:
+        if (lo_op, hi_op) == (">=", "<="):
+            return f"{noun} from {_num(lo)} to {_num(hi)}" if whole else f"{noun} between {_num(lo)} and {_num(hi)}"
+        return f"{noun} {lo_op} {_num(lo)} and {hi_op} {_num(hi)}"
+    if lo is not None:
+        return f"{noun} {lo_op} {_num(lo)}"
+    if hi is not None:
+        return f"{noun} {hi_op} {_num(hi)}"
+    return noun
+
+
+def _describe(ann: Any, meta: list[Any]) -> str | None:
+    """What the schema allows for a field, in words: 'a number between 0 and 1', 'one of hub, regional'."""
+    origin = get_origin(ann)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(ann))
+    if isinstance(ann, type) and issubclass(ann, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in ann)
+    if ann is bool:
+        return "true or false"
+    if ann is int:
+        return _bounds("a whole number", meta, whole=True)
+    if ann is float:
+        return _bounds("a number", meta, whole=False)
+    if ann is str:
+        return "non-empty text" if any(getattr(m, "min_length", 0) for m in meta) else "text"
+    if origin is dict:
+        key, value = (_describe(*_unwrap(a)) for a in get_args(ann))
+        return f"a mapping of {key or 'keys'} to {value or 'values'}"
+    if origin is list:
+        item = _describe(*_unwrap(get_args(ann)[0]))
+        return f"a list, each item {item}" if item else "a list"
+    if _is_model(ann):
+        keys = ", ".join(ann.model_fields)
+        if ann is Enforcement:
+            return f"a mapping with keys {keys} or two-letter country codes (agencies) such as BE"
+        return f"a mapping with keys {keys}"
+    return None
+
+
+# what went wrong, in plain words, for pydantic's error types (bounds keep pydantic's own words)
+_PROBLEMS = {
+    "int_parsing": "not a whole number",
+    "int_type": "not a whole number",
+    "int_from_float": "not a whole number (it has a fractional part)",
+    "float_parsing": "not a number",
+    "float_type": "not a number",
+    "finite_number": "not a finite number",
+    "bool_parsing": "not true or false",
+    "bool_type": "not true or false",
+    "dict_type": "not a mapping",
+    "model_type": "not a mapping",
+    "model_attributes_type": "not a mapping",
+    "list_type": "not a list",
+    "string_type": "not text",
+    "literal_error": "not one of the allowed values",
+    "enum": "not one of the allowed values",
+    "too_short": "too few items",
+    "string_too_short": "must not be empty",
+}
+
+# what is allowed when the schema type cannot be found (e.g. a validator of another model)
+_FALLBACK_ALLOWED = {
+    "int_parsing": lambda c: "a whole number",
+    "int_type": lambda c: "a whole number",
+    "int_from_float": lambda c: "a whole number",
+    "float_parsing": lambda c: "a number",
+    "float_type": lambda c: "a number",
+    "finite_number": lambda c: "a finite number",
+    "bool_parsing": lambda c: "true or false",
+    "bool_type": lambda c: "true or false",
+    "dict_type": lambda c: "a mapping (key: value)",
+    "model_type": lambda c: "a mapping (key: value)",
+    "model_attributes_type": lambda c: "a mapping (key: value)",
+    "list_type": lambda c: "a list, e.g. [a, b]",
+    "string_type": lambda c: "text",
+    "literal_error": lambda c: f"one of {c.get('expected', '')}".replace("'", ""),
+    "enum": lambda c: f"one of {c.get('expected', '')}".replace("'", ""),
     "greater_than_equal": lambda c: f">= {c['ge']}",
     "greater_than": lambda c: f"> {c['gt']}",
     "less_than_equal": lambda c: f"<= {c['le']}",
     "less_than": lambda c: f"< {c['lt']}",
-    "literal_error": lambda c: str(c.get("expected", "")),
     "too_short": lambda c: f"at least {c.get('min_length')} item(s)",
+    "string_too_short": lambda c: "non-empty text",
 }
 
 
+def _more(n: int) -> str:
+    return f" (+{n} more problem(s))" if n > 0 else ""
+
+
 def _convert(err: ValidationError, file: str | None, prefix: str = "") -> ConfigError:
+    """The first of pydantic's errors as a ConfigError: field path, what was given, what is allowed."""
     errors = err.errors()
     first = errors[0]
-    loc = first["loc"]
-    field = _loc_to_path(loc)
-    if prefix:
-        field = f"{prefix}.{field}" if field else prefix
+    loc = tuple(first["loc"])
     typ = first["type"]
     ctx = first.get("ctx") or {}
-    more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     inner = ctx.get("error")
+    rest = len(errors) - 1
+    if typ == "missing" and len(loc) == 3 and loc[0] == "ports" and str(loc[1]) not in default_ports():
+        # a port id not in the port data: usually a typo, else a new port lacking fields
+        pid = str(loc[1])
+        missing = [str(e["loc"][2]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:2]) == loc[:2]]
+        known = list(default_ports())
+        hint = suggest(pid, known)
+        return ConfigError(
+            f"unknown port{'; ' + hint if hint else ''}{_more(rest + 1 - len(missing))}",
+            file=file,
+            field=_join(prefix, f"ports.{pid}"),
+            given=pid,
+            allowed=f"a port of the port data ({', '.join(known)}), or a new port with all its fields "
+            f"(missing: {', '.join(missing)})",
+        )
+    more = _more(rest)
+    if loc and loc[-1] == _KEY:
+        # a bad key of a mapping, e.g. a week that is not a whole number
+        found = _type_at(loc[:-2])
+        allowed = None
+        if found and get_origin(found[0]) is dict:
+            allowed = _describe(*_unwrap(get_args(found[0])[0]))
+        return ConfigError(
+            f"invalid key: {_PROBLEMS.get(typ, first['msg'])}{more}",
+            file=file,
+            field=_join(prefix, _loc_to_path(loc[:-2])),
+            given=loc[-2],
+            allowed=allowed or _FALLBACK_ALLOWED.get(typ, lambda c: None)(ctx),
+        )
+    field = _join(prefix, _loc_to_path(loc))
     if isinstance(inner, CrossFieldError):
         return ConfigError(
             inner.problem + more,
             file=file,
-            field=_join(prefix, inner.field),
+            field=_join(field, inner.field),
             given=inner.given,
             allowed=inner.allowed,
             has_given=True,
@@ -378,22 +583,27 @@ def _convert(err: ValidationError, file: str | None, prefix: str = "") -> Config
             given=key,
             allowed=", ".join(valid) if valid else None,
         )
+    found = _type_at(loc)
+    described = _describe(*found) if found else None
     if typ == "missing":
-        return ConfigError(f"required field is missing{more}", file=file, field=field, allowed="a value for this field")
-    allowed = _ALLOWED_BY_TYPE.get(typ, lambda c: None)(ctx)
-    problem = first["msg"]
-    if inner is not None:
-        problem = str(inner)
-    if allowed is None:
-        allowed = problem if typ not in ("value_error", "assertion_error") else None
-        problem = "invalid value" if allowed else problem
+        return ConfigError(
+            f"required field is missing{more}", file=file, field=field, allowed=described or "a value for this field"
+        )
+    if typ in ("value_error", "assertion_error"):
+        # a plain ValueError from a validator: its message is all we know
+        problem = str(inner) if inner is not None else first["msg"]
+        return ConfigError(problem + more, file=file, field=field, given=first.get("input"), has_given="input" in first)
+    problem = _PROBLEMS.get(typ, first["msg"])
+    allowed = described or _FALLBACK_ALLOWED.get(typ, lambda c: None)(ctx)
     return ConfigError(
         problem + more, file=file, field=field, given=first.get("input"), allowed=allowed, has_given="input" in first
     )
 
 
 def _join(prefix: str, field: str) -> str:
-    return f"{prefix}.{field}" if prefix else field
+    if not prefix or not field:
+        return prefix or field
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
 
 
 def scenario_from_dict(data: Mapping[str, Any], *, file: str | Path | None = None) -> Scenario:
@@ -425,17 +635,28 @@ def load_scenario(
             raise ConfigError("extends is only supported in files", field="extends", given=data["extends"])
     else:
         p = Path(path)
-        data, fname = _resolve_chain(p), str(p)
+        data, fname = _resolve_chain(p), str(p.absolute())
     merged = deep_merge({"ports": default_ports()}, data)
     if "name" not in merged and fname is not None:
         merged["name"] = Path(fname).stem
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    for key, value in overrides.items():
+        label = f"override {key}"
         try:
-            apply_path(merged, key, value)
+            _check_port_id(key, merged.get("ports") or {}, label)
+            apply_path(merged, key, value, where=label)
         except ConfigError as err:
-            err.field = err.field or key
+            err.field = label if err.field in (None, key) else err.field
             raise err.with_file(fname or "overrides") from None
-    return scenario_from_dict(merged, file=fname)
+    try:
+        return scenario_from_dict(merged, file=fname)
+    except ConfigError as err:
+        # a value set by an override is named as such (it is not in the file)
+        for key in overrides:
+            if err.field and _under(err.field, key):
+                err.field = f"override {err.field}"
+                break
+        raise
 
 
 # --- interventions as phases -------------------------------------------------------------------
@@ -449,10 +670,31 @@ class Phase:
     scenario: Scenario
 
 
+def _under(field: str, path: str) -> bool:
+    """Whether the dotted ``field`` is ``path`` or lies inside it."""
+    return field == path or field.startswith((path + ".", path + "["))
+
+
+def _check_port_id(path: str, ports: Mapping[str, Any], field: str, file: str | None = None) -> None:
+    """A path ``ports.<id>.<field>`` must name an existing port (else a typo would add a port)."""
+    segments = _split_path(path)
+    if len(segments) < 3 or segments[0] != ("ports", None) or segments[1][1] is not None:
+        return
+    pid = segments[1][0]
+    if pid not in ports:
+        hint = suggest(pid, ports)
+        raise ConfigError(
+            f"unknown port{'; ' + hint if hint else ''}", file=file, field=field, given=pid, allowed=", ".join(ports)
+        )
+
+
 def _check_mutable(path: str, field: str) -> None:
-    keys = [k for k, _ in _split_path(path)]
+    segments = _split_path(path)
+    keys = [k for k, _ in segments]
     if keys[0] == "ports":
-        if len(keys) != 3 or keys[2] not in MUTABLE_PORT_FIELDS:
+        # ports.<id>.<field>, or ports[selector].<field> for a group of ports
+        n = 2 if segments[0][1] is not None else 3
+        if len(keys) != n or keys[n - 1] not in MUTABLE_PORT_FIELDS:
             raise ConfigError(
                 "interventions can change only these port fields",
                 field=field,
@@ -469,6 +711,26 @@ def _check_mutable(path: str, field: str) -> None:
         )
 
 
+def _in_intervention(err: ConfigError, idx: int, iv: Any, data: Mapping[str, Any]) -> ConfigError:
+    """Name the intervention entry that made the scenario invalid (``interventions[i].set.PATH``)."""
+    where = f"interventions[{idx}]"
+    for path, value in iv.set.items():
+        try:
+            targets = [".".join(keys) for keys in expand_path(data, path)]
+        except ConfigError:
+            continue
+        for target in targets:
+            if err.field and _under(err.field, target):
+                rest = err.field[len(target) :]
+                err.field = f"{where}.set.{path}{rest}" + (f" ({target})" if target != path else "")
+                if isinstance(value, Mapping) and set(value) == {"scale"}:
+                    head, sep, tail = err.problem.partition(" (+")
+                    err.problem = f"{head} after scaling by {value['scale']}{sep}{tail}"
+                return err
+    err.field = f"{err.field} (as set by {where}, week {iv.week})" if err.field else f"{where}.set"
+    return err
+
+
 def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
     """The scenario in force from each intervention week on, each validated.
 
@@ -483,21 +745,8 @@ def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
     for idx, iv in ordered:
         for path, value in iv.set.items():
             field = f"interventions[{idx}].set.{path}"
-            if (
-                scenario.ports.get(path.split(".")[1] if path.startswith("ports.") else "", None) is None
-                and path.startswith("ports.")
-                and "[" not in path.split(".")[0]
-            ):
-                pid = path.split(".")[1]
-                hint = suggest(pid, scenario.ports)
-                raise ConfigError(
-                    f"unknown port{'; ' + hint if hint else ''}",
-                    file=file,
-                    field=field,
-                    given=pid,
-                    allowed=", ".join(scenario.ports),
-                )
             try:
+                _check_port_id(path, scenario.ports, field)
                 _check_mutable(path, field)
                 apply_path(data, path, value, where=field)
             except ConfigError as err:
@@ -506,7 +755,13 @@ def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
         try:
             new = Scenario.model_validate(data)
         except ValidationError as err:
-            raise _convert(err, file, prefix=f"interventions[{idx}]") from None
+            raise _in_intervention(_convert(err, file or scenario.name), idx, iv, data) from None
+        if set(new.enforcement.agencies) != set(scenario.enforcement.agencies):
+            raise ConfigError(
+                "interventions cannot add or remove agencies", file=file or scenario.name,
+                field=f"interventions[{idx}].set", given=sorted(new.enforcement.agencies),
+                allowed=", ".join(scenario.enforcement.agencies) + " (the agencies at week 0)",
+            )
         if out[-1].week == iv.week:
             out[-1] = Phase(iv.week, new)
         else:

@@ -37,6 +37,7 @@ class ConfigError(ValueError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """The one-line message: ``FILE: FIELD: PROBLEM (given G; allowed: A)``, leaving out unknown parts."""
         parts = []
         if self.file:
             parts.append(self.file)
@@ -51,23 +52,39 @@ class ConfigError(ValueError):
             extra.append(f"allowed: {self.allowed}")
         if extra:
             detail += " (" + "; ".join(extra) + ")"
-        return f"{head}: {detail}" if head else detail
+        text = f"{head}: {detail}" if head else detail
+        return " ".join(text.split("\n"))  # always one line
+
+    def __str__(self) -> str:
+        # rendered afresh: callers may name the file or field after construction
+        return self.render()
 
     def with_file(self, file: str | Path) -> ConfigError:
         """The same error, naming ``file`` if it named none."""
         if self.file is None:
             self.file = str(file)
-            self.args = (self.render(),)
+        self.args = (self.render(),)
         return self
 
 
 def _short(value: object, limit: int = 80) -> str:
+    if value is None:
+        return "nothing (null)"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
-    """``"did you mean 'x'?"`` for the nearest valid name, or ``""``."""
-    valid = list(valid)
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f"did you mean '{close[0]}'?" if close else ""
+    """``"did you mean 'x'?"`` for the nearest valid name, or ``""``.
+
+    Matching ignores case (``Antwerp`` -> ``antwerp``, ``be`` -> ``BE``); a
+    name that is already valid gets no suggestion.
+    """
+    valid = [str(v) for v in valid]
+    if name in valid:
+        return ""
+    lowered = {v.lower(): v for v in reversed(valid)}
+    if name.lower() in lowered:
+        return f"did you mean '{lowered[name.lower()]}'?"
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f"did you mean '{lowered[close[0]]}'?" if close else ""

@@ -66,11 +66,14 @@ def recent_seizures(history: np.ndarray, week: int, n_weeks: int) -> np.ndarray:
     return history[..., rows, :].sum(axis=-2)
 
 
-def allocate(p: Params, unit: AgencyParams, seizures: np.ndarray, rates: np.ndarray) -> np.ndarray:
+def allocate(
+    p: Params, unit: AgencyParams, seizures: np.ndarray, rates: np.ndarray, already: np.ndarray | None = None
+) -> np.ndarray:
     """Extra inspections per week on ``unit.ports`` (DESIGN.md step 2).
 
-    ``seizures`` are recent seizure counts per port and ``rates`` the inspection
-    rates in force, both with ports on the last axis.
+    ``seizures`` are recent seizure counts per port, ``rates`` the inspection rates in
+    force and ``already`` the extra inspections other units placed first (they lower
+    the cap), all with ports on the last axis.
     """
     pic = unit.picture
     detection = np.minimum(1.0, rates[..., pic] * p.q[pic])
@@ -82,17 +85,23 @@ def allocate(p: Params, unit: AgencyParams, seizures: np.ndarray, rates: np.ndar
     position = np.searchsorted(pic, unit.ports)
     spend = unit.ports
     caps = np.maximum(unit.i_max - p.base_rate[spend], 0.0) * p.at_risk[spend]
+    if already is not None:
+        caps = np.maximum(caps - already[..., spend], 0.0)
     budget = np.full(weights.shape[:-1], unit.budget)
     return mx.water_fill(weights[..., position], caps, budget)
 
 
+def placed_extra(p: Params, extras: list[np.ndarray], lead_shape: tuple[int, ...]) -> np.ndarray:
+    """Extra inspections per week on each port, summed over allocation units."""
+    total = np.zeros((*lead_shape, p.n_ports))
+    for unit, extra in zip(p.units, extras, strict=False):
+        total[..., unit.ports] += extra
+    return total
+
+
 def rates_from_extra(p: Params, extras: list[np.ndarray], lead_shape: tuple[int, ...]) -> np.ndarray:
-    """Inspection rates of every port from each unit's extra inspections."""
-    rates = np.broadcast_to(p.base_rate, (*lead_shape, p.n_ports)).copy()
-    for unit, extra in zip(p.units, extras, strict=True):
-        s = unit.ports
-        rates[..., s] = mx.inspection_rates(p.base_rate[s], extra, p.at_risk[s], unit.i_max)
-    return rates
+    """Inspection rates of every port from the units' extra inspections."""
+    return mx.inspection_rates(p.base_rate, placed_extra(p, extras, lead_shape), p.at_risk, p.port_i_max)
 
 
 # --- traffickers: perception, choice, detection ----------------------------------------------------
@@ -118,8 +127,9 @@ def decide(
     seizures: np.ndarray,
     exposure: np.ndarray,
     h: np.ndarray,
+    alive: np.ndarray | bool = True,
 ) -> Decision:
-    """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads."""
+    """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads (0 if not active)."""
     rho = mx.perceived_risk(a0, p.prior_strength, seizures, exposure)
     rho_eff = mx.effective_risk(rho, p.kappa, h)
     utility = mx.port_utility(p.margin, lam[..., None], rho_eff, p.cost, p.setup, h, p.phi, p.log_at_risk)
@@ -136,7 +146,7 @@ def decide(
     risk = _with_elsewhere(rho_eff, p.elsewhere_detection)
     m_eff = mx.effective_load(m, p.zeta, p.split_floor, probs[..., :-1], risk)
     p_hold = probs[..., -1]
-    mean_loads = mx.expected_loads(supply, rate, m, m_eff, p_hold)
+    mean_loads = np.where(alive, mx.expected_loads(supply, rate, m, m_eff, p_hold), 0.0)
     p_ship = 1.0 - p_hold
     ship = probs[..., :-1] / np.where(p_ship > 0, p_ship, 1.0)[..., None]
     return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=np.cumsum(ship, axis=-1))
@@ -205,3 +215,57 @@ def learn(
 def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Exposure a network's own loads add: each load weighted ``1 - kappa h``."""
     return own_loads * (1.0 - p.kappa * h)
+
+
+# --- record ----------------------------------------------------------------------------------------
+
+
+def week_record(
+    p: Params,
+    cp,
+    coop,
+    supply: float,
+    loads: np.ndarray,
+    caught: np.ndarray,
+    m_eff: np.ndarray,
+    m: np.ndarray,
+    rate: np.ndarray,
+    alive: np.ndarray,
+    rates: np.ndarray,
+    events: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Step 10: the week's numbers, summed over networks in slot order (network axis -2 / -1).
+
+    ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``.
+    """
+    kg = m_eff[..., None]
+    ax = loads.ndim - 2
+    shipped = sum_over_networks(loads * kg, axis=ax)
+    capacity = sum_over_networks(capacity_kg(supply, m, rate, alive), axis=ax)
+    seized_kg_agency = (caught[..., :-1] * kg) @ cp.port_onehot  # (L, N, A)
+    a = np.arange(cp.n_agencies)
+    foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != a)
+    n_alive = alive.sum(axis=-1)
+    intel_alive = np.where(alive[..., None, :], coop.intel, 0.0).sum(axis=-1)
+    return {
+        "loads": sum_over_networks(loads, axis=ax),
+        "shipped_kg": shipped,
+        "seized_loads": sum_over_networks(caught, axis=ax),
+        "seized_kg": sum_over_networks(caught * kg, axis=ax),
+        "held_kg": held_kg(capacity, shipped.sum(axis=-1)),
+        "capacity_kg": capacity,
+        "lost_kg": supply * sum_over_networks(coop.capacity0, axis=ax) - capacity,
+        "inspection_rate": np.array(rates, dtype=float, copy=True),
+        "active_networks": np.asarray(n_alive, dtype=float),
+        "cross_border_seized_kg": sum_over_networks(np.where(foreign_home, seized_kg_agency, 0.0), axis=ax),
+        "intel_mean": intel_alive / np.maximum(n_alive, 1)[..., None],
+        "cases_opened": events["cases_opened"],
+        "case_weeks": events["case_weeks"],
+        "compromised_cases": events["compromised"],
+        "dismantled": events["dismantled"],
+        "dismantled_joint": events["dismantled_joint"],
+        "weeks_to_dismantle": events["weeks_to_dismantle"],
+        "duplicated_case_weeks": events["duplicated"],
+        "successors": events["successors"],
+        "entrants": events["entrants"],
+    }

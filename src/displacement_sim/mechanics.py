@@ -26,6 +26,7 @@ __all__ = [
     "effective_load",
     "effective_risk",
     "expected_loads",
+    "geometric_from_uniform",
     "inspection_rates",
     "lognormal_from_uniform",
     "perceived_risk",
@@ -60,6 +61,13 @@ def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
     a valid index even when ``cum[-1]`` rounds below 1.
     """
     return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
+
+
+def geometric_from_uniform(u: np.ndarray, mean: float) -> np.ndarray:
+    """Inverse CDF of a geometric number of weeks >= 1 with the given mean (case durations)."""
+    if mean <= 1.0:
+        return np.ones(np.shape(u), dtype=np.int64)
+    return 1 + np.floor(np.log1p(-u) / np.log1p(-1.0 / mean)).astype(np.int64)
 
 
 def poisson_tail_bound(lam_max: float, tail: float = 1e-12) -> int:

@@ -28,7 +28,7 @@ __all__ = [
 
 SERIES_KEYS = ("shipped_kg", "seized_kg", "delivered_kg", "inspection_rate")
 QUANTILES = (0.1, 0.5, 0.9)
-TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg", "capacity_kg")
+TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg", "capacity_kg")  # always recorded
 BE_NL = ("BE", "NL")
 
 
@@ -40,6 +40,7 @@ class PortInfo:
     kind: np.ndarray
     country: np.ndarray
     enabled: np.ndarray
+    agencies: tuple[str, ...] = ()
 
 
 class Recorder:
@@ -56,8 +57,8 @@ class Recorder:
         self.replications = replications
         self.weeks = weeks
         self.eval_from = eval_from
-        self.totals = {k: None for k in TOTAL_KEYS}
-        self.mean_rate = np.zeros((replications, n_ports))
+        self.totals: dict[str, np.ndarray] = {}
+        self.n_ports = n_ports
         self.bands = {
             k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan) for k in SERIES_KEYS
         }
@@ -69,9 +70,8 @@ class Recorder:
         rec = dict(rec)
         rec["delivered_kg"] = rec["shipped_kg"] - rec["seized_kg"]
         if week >= self.eval_from:
-            for k in TOTAL_KEYS:
-                self.totals[k] = rec[k].copy() if self.totals[k] is None else self.totals[k] + rec[k]
-            self.mean_rate += rec["inspection_rate"]
+            for k, v in rec.items():
+                self.totals[k] = np.array(v, dtype=float) if k not in self.totals else self.totals[k] + v
         for k in SERIES_KEYS:
             x = rec[k]
             self.bands[k][week, 0] = x.mean(axis=0)
@@ -91,12 +91,11 @@ class Recorder:
             self.replications + other.replications,
             self.weeks,
             self.eval_from,
-            self.mean_rate.shape[1],
+            self.n_ports,
             self.keep_series and other.keep_series,
         )
-        for k in TOTAL_KEYS:
+        for k in self.totals:
             merged.totals[k] = np.concatenate([self.totals[k], other.totals[k]])
-        merged.mean_rate = np.concatenate([self.mean_rate, other.mean_rate])
         if merged.keep_series:
             merged.series = {
                 k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
@@ -131,7 +130,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def replication_metrics(totals: dict[str, np.ndarray], ports: PortInfo) -> dict[str, np.ndarray]:
+def replication_metrics(totals: dict[str, np.ndarray], ports: PortInfo, eval_weeks: int = 1) -> dict[str, np.ndarray]:
     """Scenario-level metrics per replication (each an array of length R; NaN where undefined)."""
     ship = totals["shipped_kg"][:, :-1] * ports.enabled
     seized = totals["seized_kg"][:, :-1] * ports.enabled
@@ -164,10 +163,38 @@ def replication_metrics(totals: dict[str, np.ndarray], ports: PortInfo) -> dict[
         "n_seizures": seizures,
         "mean_load_kg": _ratio(shipped_kg, loads),
         "mean_seizure_kg": _ratio(seized_kg, seizures),
+        **cooperation_metrics(totals, ports, eval_weeks),
     }
 
 
-def port_metrics(totals: dict[str, np.ndarray], mean_rate: np.ndarray, ports: PortInfo) -> dict[str, np.ndarray]:
+def cooperation_metrics(totals: dict[str, np.ndarray], ports: PortInfo, eval_weeks: int) -> dict[str, np.ndarray]:
+    """Intelligence, investigations and succession per replication (DESIGN.md section 4)."""
+    if "dismantled" not in totals:
+        return {}
+    dismantled = totals["dismantled"].sum(axis=-1)
+    case_weeks = totals["case_weeks"].sum(axis=-1)
+    out = {
+        "networks_dismantled": dismantled,
+        "dismantled_by_joint_teams": totals["dismantled_joint"],
+        "cases_opened": totals["cases_opened"].sum(axis=-1),
+        "case_weeks": case_weeks,
+        "case_weeks_per_dismantled": _ratio(case_weeks, dismantled),
+        "duplicated_case_weeks": totals["duplicated_case_weeks"],
+        "compromised_cases": totals["compromised_cases"].sum(axis=-1),
+        "mean_weeks_to_dismantle": _ratio(totals["weeks_to_dismantle"], dismantled),
+        "successors": totals["successors"],
+        "entrants": totals["entrants"],
+        "lost_kg": totals["lost_kg"],
+        "cross_border_seized_kg": totals["cross_border_seized_kg"].sum(axis=-1),
+    }
+    for k, code in enumerate(ports.agencies):
+        out[f"intel_mean_{code}"] = totals["intel_mean"][:, k] / max(eval_weeks, 1)
+        out[f"cross_border_seized_kg_{code}"] = totals["cross_border_seized_kg"][:, k]
+        out[f"networks_dismantled_{code}"] = totals["dismantled"][:, k]
+    return out
+
+
+def port_metrics(totals: dict[str, np.ndarray], ports: PortInfo, eval_weeks: int) -> dict[str, np.ndarray]:
     """Per-port metrics per replication: arrays (R, P)."""
     ship = totals["shipped_kg"][:, :-1]
     seized = totals["seized_kg"][:, :-1]
@@ -180,7 +207,7 @@ def port_metrics(totals: dict[str, np.ndarray], mean_rate: np.ndarray, ports: Po
         "share": _ratio(ship, np.broadcast_to(total, ship.shape)),
         "n_seizures": n_seized,
         "mean_seizure_kg": _ratio(seized, n_seized),
-        "inspection_rate": mean_rate,
+        "inspection_rate": totals["inspection_rate"] / max(eval_weeks, 1),
     }
 
 

@@ -7,7 +7,8 @@ A week is one step. The step order (DESIGN.md section 3), one method each:
 3-4. ``TraffickingNetwork.choose``: perceived risk, nested-logit port choice;
 5. ``TraffickingNetwork.ship``: loads from the slot's uniforms, detection load by load;
 6. ``TraffickingNetwork.learn``: evidence, exposure, insider access;
-7-9. intelligence, investigations, succession: not in the model yet (issue 3);
+7-9. ``_cooperate``: intelligence and its exchange, investigations and coordination,
+     succession and entry (``cooperation.py``, shared with the vectorized engine);
 10. ``_record``: the week's numbers, and the datacollector.
 
 The model keeps its own week counter ``week`` (Mesa's ``steps`` and ``time``
@@ -23,6 +24,7 @@ from typing import Any
 import mesa
 import numpy as np
 
+from . import cooperation as co
 from . import kernel as kx
 from .agents import EnforcementAgency, Port, TraffickingNetwork
 from .config import load_scenario
@@ -40,8 +42,20 @@ RECORD_KEYS = (
     "seized_kg",
     "held_kg",
     "capacity_kg",
+    "lost_kg",
     "inspection_rate",
     "active_networks",
+    "cross_border_seized_kg",
+    "intel_mean",
+    "cases_opened",
+    "case_weeks",
+    "compromised_cases",
+    "dismantled",
+    "dismantled_joint",
+    "weeks_to_dismantle",
+    "duplicated_case_weeks",
+    "successors",
+    "entrants",
 )
 
 
@@ -100,10 +114,17 @@ class DisplacementModel(mesa.Model):
         for port in self.ports:
             port.inspection_rate = float(p.base_rate[port.index])
         self.agencies: dict[str, EnforcementAgency] = {}
+        cp0 = self.plan.coop[0]
+        for i, code in enumerate(cp0.codes):
+            self.agencies[code] = EnforcementAgency(self, code, i)
         for params in self.plan.params:
             for unit in params.units:
                 if unit.code not in self.agencies:
                     self.agencies[unit.code] = EnforcementAgency(self, unit.code)
+        self.coop = co.initial_coop_state(cp0, (), self.plan.n_slots, attrs["home"], attrs["m"] * attrs["rate"])
+        self._inv_rng = generator(seed, self.point, self.replication, Stream.INVESTIGATIONS)
+        self._succ_rng = generator(seed, self.point, self.replication, Stream.SUCCESSION)
+        self._events: dict[str, np.ndarray] = {}
         self.records: list[dict[str, np.ndarray]] = []
         self.datacollector = mesa.DataCollector(
             model_reporters={
@@ -115,6 +136,8 @@ class DisplacementModel(mesa.Model):
                 "hub_share": lambda m: m._kind_share("hub"),
                 "regional_share": lambda m: m._kind_share("regional"),
                 "active_networks": lambda m: float(m._last("active_networks")),
+                "networks_dismantled": lambda m: float(m._last("dismantled").sum()),
+                "cases_open": lambda m: float(m.coop.case_on.sum()),
             }
         )
 
@@ -125,6 +148,7 @@ class DisplacementModel(mesa.Model):
         self._apply_interventions()
         self._allocate()
         self._trade()
+        self._cooperate()
         self._record()
         self.week += 1
         if self.week >= self.plan.weeks:
@@ -145,15 +169,22 @@ class DisplacementModel(mesa.Model):
         p = self.params
         history = np.stack([port.seizure_history for port in self.ports], axis=-1)
         rates = self._port_rates()
-        due = [u for u in p.units if self._phase_start or self.week % u.review_weeks == 0]
-        if not due:
-            return
-        for unit in due:
-            self.agencies[unit.code].allocate(p, unit, history, self.week, rates)
-        extras = [self.agencies[u.code].extra for u in p.units]
-        new_rates = kx.rates_from_extra(p, extras, ())
-        for port in self.ports:
-            port.inspection_rate = float(new_rates[port.index])
+        if self._phase_start:
+            for agency in self.agencies.values():
+                agency.extra = np.zeros(0)
+        extras = []
+        changed = False
+        for unit in p.units:
+            agency = self.agencies[unit.code]
+            if self._phase_start or self.week % unit.review_weeks == 0:
+                already = kx.placed_extra(p, extras, ())
+                agency.allocate(p, unit, history, self.week, rates, already)
+                changed = True
+            extras.append(agency.extra)
+        if changed:
+            new_rates = kx.rates_from_extra(p, extras, ())
+            for port in self.ports:
+                port.inspection_rate = float(new_rates[port.index])
 
     def _trade(self) -> None:
         """Steps 3-6: every network chooses and ships; then all learn from the week's seizures."""
@@ -161,39 +192,62 @@ class DisplacementModel(mesa.Model):
         supply = float(plan.supply[self.week])
         block = self._ship_rng.random((plan.n_slots, shipment_block_width(plan.l_max)))
         i_q, t = p.detection_parts(self._port_rates())
+        intel_term = co.intel_detection_term(self.plan.coop[self.phase], self.coop.intel)
         for net in self.networks:
             net.choose(p, plan.a0, supply)
             kx.check_load_bound(net.decision.mean_loads, plan.lam_max)
-            net.ship(p, block[net.slot], plan.l_max, i_q, t)
+            net.ship(p, block[net.slot], plan.l_max, i_q, t, intel_term[net.slot])
         own_loads = np.stack([net.loads[:-1] for net in self.networks])
         own_seized = np.stack([net.seized[:-1] for net in self.networks])
         access = np.stack([net.access for net in self.networks])
-        n_active = float(sum(net.alive for net in self.networks))
+        n_active = float(max(sum(net.alive for net in self.networks), 1))
         news_seized = kx.sum_over_networks(own_seized, axis=0) / n_active
         news_exposure = kx.sum_over_networks(kx.own_exposure(p, own_loads, access), axis=0) / n_active
         for net in self.networks:
             net.learn(p, news_seized, news_exposure)
 
+    def _cooperate(self) -> None:
+        """Steps 7-9: intelligence, investigations, succession and entry (shared with the vectorized engine)."""
+        cp, nets = self.plan.coop[self.phase], self.networks
+        u_inv = self._inv_rng.random((cp.n_agencies, self.plan.n_slots, len(co.INVESTIGATION_COLUMNS)))
+        u_succ = self._succ_rng.random((self.plan.n_slots, len(co.SUCCESSION_COLUMNS)))
+        seized = np.stack([n.seized[:-1] for n in nets])
+        loads = np.stack([n.loads[:-1] for n in nets])
+        alive = np.array([n.alive for n in nets])
+        hvt = np.array([n.hvt for n in nets])
+        co.gather_intel(cp, self.coop, self.week, seized, loads, alive, u_inv[..., 3])
+        self._events = co.investigate(cp, self.coop, self.week, u_inv, alive, hvt)
+        successor, entrant = co.succession(cp, self.coop, self.week, u_succ, alive)
+        for net in nets:
+            if net.alive and not alive[net.slot]:
+                net.alive, net.t_dismantled = False, self.week
+        new = successor | entrant
+        if new.any():
+            homes = np.array([n.home for n in nets])
+            attrs = co.new_networks(u_succ, self.config.networks, successor, homes)
+            for slot in np.flatnonzero(new):
+                nets[slot].renew({k: v[slot] for k, v in attrs.items()})
+            co.reset_slots(cp, self.coop, new, np.array([n.home for n in nets]))
+        self._events["successors"] = np.float64(successor.sum())
+        self._events["entrants"] = np.float64(entrant.sum())
+
     def _record(self) -> None:
         """Step 10: the week's numbers (sums over networks in slot order) and the datacollector."""
-        supply = float(self.plan.supply[self.week])
-        loads = np.stack([n.loads for n in self.networks])
-        caught = np.stack([n.seized for n in self.networks])
-        kg = np.array([n.decision.m_eff for n in self.networks])[:, None]
-        shipped = kx.sum_over_networks(loads * kg, axis=0)
-        capacity = kx.sum_over_networks(
-            np.array([kx.capacity_kg(supply, n.m, n.rate, n.alive) for n in self.networks]), axis=0
+        nets = self.networks
+        rec = kx.week_record(
+            self.params,
+            self.plan.coop[self.phase],
+            self.coop,
+            float(self.plan.supply[self.week]),
+            np.stack([n.loads for n in nets]),
+            np.stack([n.seized for n in nets]),
+            np.array([n.decision.m_eff for n in nets]),
+            np.array([n.m for n in nets]),
+            np.array([n.rate for n in nets]),
+            np.array([n.alive for n in nets]),
+            self._port_rates(),
+            self._events,
         )
-        rec = {
-            "loads": kx.sum_over_networks(loads, axis=0),
-            "shipped_kg": shipped,
-            "seized_loads": kx.sum_over_networks(caught, axis=0),
-            "seized_kg": kx.sum_over_networks(caught * kg, axis=0),
-            "held_kg": kx.held_kg(capacity, shipped.sum(axis=-1)),
-            "capacity_kg": capacity,
-            "inspection_rate": self._port_rates(),
-            "active_networks": np.float64(sum(n.alive for n in self.networks)),
-        }
         for port in self.ports:
             port.record_seizures(self.week, rec["seized_loads"][port.index])
         self.records.append(rec)

@@ -8,7 +8,8 @@ when disabled, so array shapes, and with them the random draws, never change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class Params:
     elsewhere_log_size: float
     hold_utility: float
     units: tuple[AgencyParams, ...]
+    port_i_max: np.ndarray  # highest rate the flexible budgets may lift each port to
 
     @property
     def n_ports(self) -> int:
@@ -114,6 +116,7 @@ class RunPlan:
     warmup_weeks: int
     phase_weeks: tuple[int, ...]
     params: tuple[Params, ...]
+    coop: tuple  # CoopParams per phase (cooperation.py)
     supply: np.ndarray  # (weeks,) supply index x (1 - origin interdiction)
     a0: np.ndarray  # prior seizures per port (Gamma shape), from the week-0 detection
     l_max: int
@@ -141,8 +144,8 @@ def _units(s: Scenario, ids: list[str], at_risk: np.ndarray, enabled: np.ndarray
     joint = s.enforcement.joint_strategy
     index = {pid: i for i, pid in enumerate(ids)}
 
-    def eligible(code: str) -> np.ndarray:
-        kinds = set(agencies[code].kinds)
+    def eligible(code: str, kinds_list: list[str]) -> np.ndarray:
+        kinds = set(kinds_list)
         return np.array(
             [i for i, pid in enumerate(ids) if ports[pid].country == code and enabled[i] and ports[pid].kind in kinds],
             dtype=np.int64,
@@ -162,7 +165,7 @@ def _units(s: Scenario, ids: list[str], at_risk: np.ndarray, enabled: np.ndarray
 
     def make(code: str, spend: np.ndarray, picture: np.ndarray, budget: float, ag, anticipation: float):
         risk = at_risk[picture]
-        static = np.array([ag.weights.get(ids[p], at_risk[p]) if ag.weights else at_risk[p] for p in picture])
+        static = np.array([ag.weights.get(ids[p], 0.0) if ag.weights else at_risk[p] for p in picture])
         return AgencyParams(
             code=code,
             ports=spend,
@@ -181,22 +184,19 @@ def _units(s: Scenario, ids: list[str], at_risk: np.ndarray, enabled: np.ndarray
         )
 
     units = []
-    members = set(joint.members)
-    if members and joint.pool_budgets:
-        codes = sorted(members)
-        spend = np.sort(np.concatenate([eligible(c) for c in codes]))
-        picture = np.sort(np.concatenate([own_all(c) for c in codes]))
-        lead = agencies[codes[0]]
-        budget = sum(agencies[c].budget for c in codes)
-        units.append(make("+".join(codes), spend, picture, budget, lead, joint.anticipation))
+    members = sorted(joint.members)
+    union = np.sort(np.concatenate([own_all(c) for c in members])) if members else np.zeros(0, dtype=np.int64)
     for code, ag in agencies.items():
-        if members and joint.pool_budgets and code in members:
-            continue
         if code in members:
-            picture = np.sort(np.concatenate([own_all(c) for c in sorted(members)]))
-            units.append(make(code, eligible(code), picture, ag.budget, ag, joint.anticipation))
+            units.append(make(code, eligible(code, ag.kinds), union, ag.budget, ag, joint.anticipation))
         else:
-            units.append(make(code, eligible(code), own_all(code), ag.budget, ag, 0.0))
+            units.append(make(code, eligible(code, ag.kinds), own_all(code), ag.budget, ag, 0.0))
+    if members and joint.budget > 0:
+        spend = np.sort(np.concatenate([eligible(c, joint.kinds) for c in members]))
+        pool = SimpleNamespace(
+            rule=joint.rule, review_weeks=joint.review_weeks, i_max=joint.i_max, s0=1.0, rho=1.0, floor=0.01, weights={}
+        )
+        units.append(make("+".join(members), spend, union, joint.budget, pool, joint.anticipation))
     return tuple(units)
 
 
@@ -211,6 +211,10 @@ def build_params(s: Scenario) -> Params:
         if p.enabled:
             clusters.setdefault(p.cluster, []).append(i)
     b, e = s.behaviour, s.elsewhere
+    units = _units(s, ids, at_risk, enabled)
+    port_i_max = np.ones(len(ids))
+    for unit in units:
+        port_i_max[unit.ports] = unit.i_max
     return Params(
         port_ids=tuple(ids),
         enabled=enabled,
@@ -247,7 +251,8 @@ def build_params(s: Scenario) -> Params:
         elsewhere_asc=e.asc,
         elsewhere_log_size=float(np.log(e.at_risk_per_week)),
         hold_utility=s.hold.utility,
-        units=_units(s, ids, at_risk, enabled),
+        units=units,
+        port_i_max=port_i_max,
     )
 
 
@@ -256,6 +261,11 @@ def build_plan(s: Scenario, weeks: int | None = None) -> RunPlan:
     horizon = int(weeks) if weeks is not None else s.weeks
     phase_list = [ph for ph in phases(s) if ph.week < horizon]
     params = tuple(build_params(ph.scenario) for ph in phase_list)
+    # the prior (a0, b0) is the networks' knowledge at week 0: later phases keep its strength
+    params = tuple(replace(p, prior_strength=params[0].prior_strength) for p in params)
+    from .cooperation import coop_params
+
+    coop = tuple(coop_params(ph.scenario) for ph in phase_list)
     supply = _step_series(s.inputs.supply_index, horizon) * (1.0 - _step_series(s.inputs.origin_interdiction, horizon))
     first = params[0]
     base_rates = first.base_rate
@@ -270,6 +280,7 @@ def build_plan(s: Scenario, weeks: int | None = None) -> RunPlan:
         warmup_weeks=min(s.warmup_weeks, horizon - 1),
         phase_weeks=tuple(ph.week for ph in phase_list),
         params=params,
+        coop=coop,
         supply=supply,
         a0=a0,
         l_max=mx.poisson_tail_bound(lam_max),

@@ -22,7 +22,8 @@ MAX_CELLS_PER_BATCH = 40_000_000
 
 def _port_info(plan: RunPlan) -> PortInfo:
     p = plan.params[0]
-    return PortInfo(ids=p.port_ids, kind=p.kind, country=p.country, enabled=p.enabled)
+    enabled = np.logical_or.reduce([q.enabled for q in plan.params])  # enabled in any phase
+    return PortInfo(ids=p.port_ids, kind=p.kind, country=p.country, enabled=enabled, agencies=plan.coop[0].codes)
 
 
 def _eval_from(plan: RunPlan, eval_from: int | None) -> int:

@@ -27,12 +27,17 @@ __all__ = [
     "Elsewhere",
     "Enforcement",
     "Hold",
+    "HVT",
+    "InfoExchange",
     "Inputs",
+    "Intel",
     "Intervention",
     "JointStrategy",
     "Networks",
     "Port",
     "Scenario",
+    "Shock",
+    "Succession",
 ]
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -47,7 +52,7 @@ RULES = ("static", "reactive", "threat")
 class Strict(BaseModel):
     """Base: unknown keys are errors, and a loaded config is frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Port(Strict):
@@ -77,7 +82,9 @@ class Port(Strict):
     @classmethod
     def _country_code(cls, value: str) -> str:
         if not COUNTRY_RE.match(value):
-            raise ValueError(f"must be a two-letter upper-case country code such as BE, got {value!r}")
+            raise CrossFieldError(
+                "", "not a country code", value, "a two-letter upper-case country code (ISO 3166-1) such as BE or NL"
+            )
         return value
 
     @field_validator("sources")
@@ -85,12 +92,20 @@ class Port(Strict):
     def _sources_name_fields(cls, value: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(value) - set(cls.model_fields))
         if unknown:
-            raise ValueError(f"sources name unknown fields {unknown}; allowed: the port's field names")
+            from .errors import suggest
+
+            hint = suggest(unknown[0], cls.model_fields)
+            raise CrossFieldError(
+                unknown[0],
+                f"sources name an unknown port field{'; ' + hint if hint else ''}",
+                unknown[0],
+                "the port's field names: " + ", ".join(cls.model_fields),
+            )
         return value
 
 
 class Distribution(Strict):
-    """A log-normal distribution given by its median and log-sd, truncated to [low, high]."""
+    """A log-normal distribution given by its median and log-sd, clipped to [low, high] (mass beyond a bound sits on it)."""
 
     median: float = Field(gt=0.0)
     sigma: NonNeg
@@ -100,7 +115,12 @@ class Distribution(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Distribution:
         if not self.low <= self.median <= self.high:
-            raise ValueError(f"need low <= median <= high, got low={self.low}, median={self.median}, high={self.high}")
+            raise CrossFieldError(
+                "",
+                "the bounds do not hold the median",
+                {"low": self.low, "median": self.median, "high": self.high},
+                "low <= median <= high",
+            )
         return self
 
 
@@ -121,9 +141,9 @@ class Networks(Strict):
         ),
     )
     loads_per_week: Distribution = Field(
-        Distribution(median=1.0, sigma=0.6, low=0.05, high=4.0),
+        Distribution(median=1.2, sigma=0.6, low=0.05, high=4.0),
         description="loads a network sends per week at full supply, so capacity K = m * rate; calibrated "
-        "so Antwerp seizes 40-110 t/yr and Rotterdam 20-70 t/yr (port_facts.md); plausible median 0.5-1.5",
+        "so Antwerp seizes 40-110 t/yr and Rotterdam 20-70 t/yr (port_facts.md); plausible median 0.6-2",
     )
     risk_aversion: Distribution = Field(
         Distribution(median=3.0, sigma=0.4, low=0.5, high=10.0),
@@ -140,10 +160,14 @@ class Networks(Strict):
     @classmethod
     def _home(cls, value: dict[str, float]) -> dict[str, float]:
         if not value or sum(value.values()) <= 0:
-            raise ValueError("needs at least one country with a positive weight")
+            raise CrossFieldError(
+                "", "needs at least one country with a positive weight", value, "e.g. {NL: 0.5, BE: 0.3}"
+            )
         for code in value:
             if not COUNTRY_RE.match(code):
-                raise ValueError(f"keys must be two-letter country codes, got {code!r}")
+                raise CrossFieldError(
+                    code, "not a country code", code, "two-letter upper-case country codes such as BE or NL"
+                )
         return value
 
 
@@ -193,7 +217,7 @@ class Elsewhere(Strict):
         6000.0,
         gt=0.0,
         description="size of the other entry points in at-risk containers/week, for the size term; "
-        "assumed, 2,000-10,000 (EU seizures 303 t in 2021, of which about half outside BE/NL, EUDA 2025)",
+        "calibrated (plausible 2,000-10,000) so that about 40% of flow goes elsewhere (EU seizures 303 t in 2021, of which about half outside BE/NL, EUDA 2025)",
     )
     asc: float = Field(0.0, description="alternative-specific constant, k EUR/kg; assumed 0 (range -5 to 5)")
 
@@ -213,22 +237,90 @@ class Agency(Strict):
 
     budget: NonNeg = Field(0.0, description="extra inspections per week spread over the agency's ports (containers)")
     rule: Literal["static", "reactive", "threat"] = "threat"
-    review_weeks: int = Field(4, ge=1, description="weeks between reallocations; assumed, 1-13")
+    review_weeks: int = Field(4, ge=1, le=52, description="weeks between reallocations; assumed, 1-13")
     i_max: Rate = Field(0.5, description="highest inspection rate a port can absorb; assumed, 0.2-1")
     s0: float = Field(1.0, gt=0.0, description="pseudo-seizures added in reactive/threat weights")
     rho: float = Field(1.0, gt=0.0, le=1.0, description="reactive exponent (NarcoLogic); <= 1")
     floor: float = Field(0.01, gt=0.0, le=1.0, description="threat rule: lowest detection rate used to invert seizures")
     weights: dict[str, NonNeg] = Field(
-        default_factory=dict, description="static rule: port -> weight (default: at-risk volume)"
+        default_factory=dict,
+        description="static rule: port -> weight; ports not listed get 0 (empty: weights = at-risk volume)",
     )
     kinds: list[Literal["hub", "regional", "inland"]] = Field(
         default_factory=lambda: ["hub", "regional", "inland"],
         description="kinds of own ports that receive the flexible budget",
     )
+    case_units: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="investigations into high-value-target networks the agency can run at once; assumed, "
+        "1-10 for port-related HVT cases (HARC: 151-194 investigations a year, most not on HVTs)",
+    )
+    open_rate: NonNeg = Field(
+        0.5, description="weekly case-opening hazard at full intel and full nexus; assumed, 0.1-2"
+    )
+    dur_weeks: float = Field(
+        52.0,
+        ge=1.0,
+        description="mean case duration, weeks (geometric); 52 (26-104): Antwerp cases 13-16 months, "
+        "DEA operations 17 months (port_facts.md)",
+    )
+    sigma: Rate = Field(
+        0.3, description="probability a completed case dismantles the network; assumed 0.3 (0.15-0.5)"
+    )
+
+
+class InfoExchange(Strict):
+    """Exchange of intelligence between the agencies (DESIGN.md step 7)."""
+
+    share: Rate = Field(
+        0.5, description="share of each intel gain that reaches the partner; 0.5 (0.2-0.8), port_facts.md"
+    )
+    delay_weeks: int = Field(
+        4,
+        ge=0,
+        le=52,
+        description="weeks until a shared gain is usable by the partner; ordinary 4 (1-12), real time 0-1 "
+        "(Directive 2023/977 deadlines; Benelux treaty in force 2023)",
+    )
+
+
+class HVT(Strict):
+    """Strategy for high-value targets both countries may investigate (DESIGN.md step 8)."""
+
+    coordination: Literal["independent", "deconfliction", "best_placed", "joint_team"] = Field(
+        "independent", description="how the agencies coordinate cases on the same network"
+    )
+    conflict_penalty: Rate = Field(
+        0.3, description="loss of success probability while both countries run cases on one network; assumed 0.1-0.5"
+    )
+    register_lag_weeks: int = Field(
+        4, ge=0, le=52, description="weeks before a partner's new case shows in the shared register; assumed 0-12"
+    )
+    jit_setup_weeks: int = Field(
+        8, ge=0, le=52, description="set-up delay of a joint investigation team, weeks; 4-12 (Eurojust JIT reports)"
+    )
+    jit_uplift: float = Field(
+        1.2, ge=0.0, le=3.0, description="success multiplier of a joint team; 1.2 (1.0-1.4), assumed"
+    )
+    jit_duration_factor: float = Field(
+        0.8, gt=0.0, le=2.0, description="duration multiplier of a joint team; 0.8 (0.6-1.0), assumed"
+    )
+    nexus_loads: NonNeg = Field(1.0, description="nexus weight of where the network's loads land (Eurojust 2016)")
+    nexus_home: NonNeg = Field(1.0, description="nexus weight of where its members live (Eurojust 2016)")
+    nexus_evidence: NonNeg = Field(1.0, description="nexus weight of where the evidence (intel) is (Eurojust 2016)")
 
 
 class JointStrategy(Strict):
-    """A joint strategy between agencies (DESIGN.md section 3, step 2)."""
+    """A joint strategy between agencies (DESIGN.md section 3, step 2).
+
+    Members share the threat picture (each sees the others' seizures) and a joint
+    objective (a port's estimated flow also raises the weight of its buffer ports,
+    by ``anticipation``). Each agency still spends its own budget on its own ports.
+    A pooled ``budget`` (shared mobile scanners) is spent on top, over the members'
+    ports of ``kinds``, as one pool and by ``rule``.
+    """
 
     members: list[str] = Field(
         default_factory=list, description="agency codes in the joint strategy, e.g. [BE, NL]; empty = none"
@@ -238,18 +330,40 @@ class JointStrategy(Strict):
         description="share of a port's estimated flow added to the weight of its buffer ports "
         "(anticipating displacement); assumed, 0-1",
     )
-    pool_budgets: bool = Field(
-        False, description="pool the members' budgets over all their ports (shared mobile scanners)"
+    budget: NonNeg = Field(
+        0.0, description="pooled extra inspections per week (shared mobile scanners) over the members' ports"
     )
+    kinds: list[Literal["hub", "regional", "inland"]] = Field(
+        default_factory=lambda: ["regional", "inland"], description="kinds of the members' ports the pool serves"
+    )
+    rule: Literal["static", "reactive", "threat"] = Field("threat", description="allocation rule of the pool")
+    review_weeks: int = Field(4, ge=1, le=52, description="weeks between reallocations of the pool")
+    i_max: Rate = Field(0.5, description="highest inspection rate the pool may lift a port to")
+
+# country names users may write instead of the code of an agency (enforcement.belgium -> BE)
+_COUNTRY_NAMES = {
+    "belgium": "BE",
+    "belgie": "BE",
+    "belgique": "BE",
+    "netherlands": "NL",
+    "the netherlands": "NL",
+    "nederland": "NL",
+    "holland": "NL",
+    "france": "FR",
+    "germany": "DE",
+    "deutschland": "DE",
+}
 
 
 class Enforcement(Strict):
     """Agencies keyed by country code (``enforcement.BE``), plus the joint strategy."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True, allow_inf_nan=False)
     __pydantic_extra__: dict[str, Agency] = Field(init=False)  # type: ignore[assignment]
 
     joint_strategy: JointStrategy = JointStrategy()
+    info_exchange: InfoExchange = InfoExchange()
+    hvt: HVT = HVT()
 
     @model_validator(mode="before")
     @classmethod
@@ -259,10 +373,16 @@ class Enforcement(Strict):
                 if key not in cls.model_fields and not (isinstance(key, str) and COUNTRY_RE.match(key)):
                     from .errors import suggest
 
-                    hint = suggest(str(key), list(cls.model_fields))
-                    raise ValueError(
-                        f"unknown key {key!r}: allowed are 'joint_strategy' or a two-letter country "
-                        f"code (an agency) such as 'BE'{'; ' + hint if hint else ''}"
+                    text = str(key)
+                    code = _COUNTRY_NAMES.get(text.lower().replace("-", " ").replace("_", " "))
+                    if code is None and len(text) == 2 and text.isalpha():
+                        code = text.upper()
+                    hint = f"did you mean '{code}'?" if code else suggest(text, list(cls.model_fields))
+                    raise CrossFieldError(
+                        text,
+                        f"unknown key{'; ' + hint if hint else ''}",
+                        key,
+                        ", ".join(cls.model_fields) + ", or a two-letter country code (an agency) such as BE",
                     )
         return data
 
@@ -274,6 +394,48 @@ class Enforcement(Strict):
 
 
 SeriesValue = dict[int, float]
+
+
+class Intel(Strict):
+    """Intelligence an agency holds on a network, in [0, 1] (DESIGN.md step 7)."""
+
+    gain_seizure: Rate = Field(
+        0.2, description="intel gained per seizure of the network's load in the agency's ports; assumed 0.1-0.4"
+    )
+    gain_case: Rate = Field(0.05, description="weekly intel gained from an active case; assumed 0.02-0.1")
+    decay: Rate = Field(0.02, description="mu: weekly decay of intel (half-life ~35 weeks); assumed 0.01-0.05")
+    gamma: Rate = Field(
+        0.2,
+        description="extra detection of a network's loads at full intel (intelligence-led targeting); "
+        "assumed 0.1-0.5, set with the calibration of hub seizures",
+    )
+    tip_gamma: Rate = Field(
+        0.2, description="extra detection from a partner's shipment tips at full intel and weight; assumed 0.1-0.5"
+    )
+    tip_shelf_weeks: float = Field(
+        3.0,
+        gt=0.0,
+        description="a tip is useless if it arrives after the container: South America-Europe takes 2-3 weeks",
+    )
+
+
+class Shock(Strict):
+    """An intelligence shock (e.g. Sky ECC, 2021): one agency's intel jumps on many networks at once."""
+
+    week: int = Field(ge=0)
+    agency: str = Field(description="country code of the agency that gains the intel")
+    share_networks: Rate = Field(0.5, description="share of active networks affected")
+    level: Rate = Field(0.8, description="intel level the affected networks are raised to (at least)")
+
+
+class Succession(Strict):
+    """Succession and entry: the hydra effect (DESIGN.md step 9)."""
+
+    psi: Rate = Field(0.8, description="probability a dismantled network is succeeded; 0.8 (0.6-0.95), port_facts.md")
+    lag_weeks: int = Field(26, ge=0, le=520, description="weeks until the successor starts; 26 (8-52), port_facts.md")
+    entry_rate: Rate = Field(
+        0.02, description="weekly probability an empty slot receives a new network; assumed 0.005-0.05"
+    )
 
 
 class Inputs(Strict):
@@ -289,10 +451,11 @@ class Inputs(Strict):
     @field_validator("supply_index", "origin_interdiction")
     @classmethod
     def _starts_at_zero(cls, value: dict[int, float]) -> dict[int, float]:
+        allowed = "a mapping {week: value} starting at week 0, e.g. {0: 1.0, 104: 0.8}"
         if not value:
-            raise ValueError("needs at least the value at week 0, e.g. {0: 1.0}")
+            raise CrossFieldError("", "needs at least the value at week 0", value, allowed)
         if min(value) != 0:
-            raise ValueError(f"must start at week 0; first week given is {min(value)}")
+            raise CrossFieldError("", f"must start at week 0 (the first week given is {min(value)})", value, allowed)
         return dict(sorted(value.items()))
 
 
@@ -318,19 +481,24 @@ class Scenario(Strict):
     elsewhere: Elsewhere = Elsewhere()
     hold: Hold = Hold()
     enforcement: Enforcement = Enforcement()
+    intel: Intel = Intel()
+    succession: Succession = Succession()
     inputs: Inputs = Inputs()
+    shocks: list[Shock] = Field(default_factory=list, description="intelligence shocks (input events)")
     interventions: list[Intervention] = Field(default_factory=list)
 
     @field_validator("ports")
     @classmethod
     def _port_ids(cls, value: dict[str, Port]) -> dict[str, Port]:
         if not value:
-            raise ValueError("needs at least one port")
+            raise CrossFieldError("", "needs at least one port", value, "one or more ports")
         for pid in value:
             if not PORT_ID_RE.match(pid):
-                raise ValueError(f"port id {pid!r} must be lower case letters, digits and _")
+                raise CrossFieldError(
+                    pid, "bad port id", pid, "lower-case letters, digits and _, starting with a letter (e.g. le_havre)"
+                )
         if not any(p.enabled for p in value.values()):
-            raise ValueError("at least one port must be enabled")
+            raise CrossFieldError("", "at least one port must be enabled", "all disabled", "one or more enabled ports")
         return value
 
     @model_validator(mode="after")
@@ -344,7 +512,13 @@ class Scenario(Strict):
 
 
 class CrossFieldError(ValueError):
-    """A cross-field rule failed; ``field`` is the dotted path it concerns."""
+    """A rule failed; ``field`` is the dotted path it concerns, relative to the model being validated.
+
+    For the ``_rule_*`` functions (run on the whole scenario) that is the path
+    from the root, e.g. ``ports.venlo.via``; in a field or model validator it is
+    relative to that field or model (``""`` for the value itself). The loader
+    turns it into a :class:`~.errors.ConfigError` with the given and allowed parts.
+    """
 
     def __init__(self, field: str, problem: str, given: object, allowed: str) -> None:
         self.field, self.problem, self.given, self.allowed = field, problem, given, allowed
@@ -361,18 +535,29 @@ def _rule_warmup(s: Scenario) -> None:
 def _rule_buffers(s: Scenario) -> None:
     for pid, port in s.ports.items():
         for i, other in enumerate(port.buffer):
-            if other not in s.ports or other == pid:
-                raise CrossFieldError(f"ports.{pid}.buffer[{i}]", "unknown buffer port", other, _ids(s, exclude=pid))
+            if other == pid:
+                raise CrossFieldError(
+                    f"ports.{pid}.buffer[{i}]", "a port cannot be its own buffer port", other, _ids(s, exclude=pid)
+                )
+            if other not in s.ports:
+                raise CrossFieldError(
+                    f"ports.{pid}.buffer[{i}]", "unknown buffer port" + _hint(other, s.ports), other, _ids(s, pid)
+                )
 
 
 def _rule_via(s: Scenario) -> None:
     for pid, port in s.ports.items():
+        seaports = ", ".join(k for k, p in s.ports.items() if p.kind != "inland")
         if port.kind == "inland" and port.via is None:
-            raise CrossFieldError(f"ports.{pid}.via", "an inland port needs a via seaport", None, _ids(s))
+            raise CrossFieldError(f"ports.{pid}.via", "an inland port needs a via seaport", None, seaports)
         if port.via is not None:
             target = s.ports.get(port.via)
-            if target is None or port.via == pid:
-                raise CrossFieldError(f"ports.{pid}.via", "unknown via port", port.via, _ids(s, exclude=pid))
+            if port.via == pid:
+                raise CrossFieldError(f"ports.{pid}.via", "a port cannot be its own via port", port.via, seaports)
+            if target is None:
+                raise CrossFieldError(
+                    f"ports.{pid}.via", "unknown via port" + _hint(port.via, s.ports), port.via, seaports
+                )
             if target.kind == "inland":
                 raise CrossFieldError(
                     f"ports.{pid}.via", "via must be a seaport, not an inland port", port.via, "a hub or regional port"
@@ -405,6 +590,11 @@ def _rule_joint(s: Scenario) -> None:
                 code,
                 ", ".join(agencies) or "no agencies defined",
             )
+    js = s.enforcement.joint_strategy
+    if js.budget > 0 and not members:
+        raise CrossFieldError(
+            "enforcement.joint_strategy.budget", "a pooled budget needs members", js.budget, "members: [BE, NL]"
+        )
     if len(members) == 1:
         raise CrossFieldError(
             "enforcement.joint_strategy.members",
@@ -414,6 +604,27 @@ def _rule_joint(s: Scenario) -> None:
         )
     if len(set(members)) != len(members):
         raise CrossFieldError("enforcement.joint_strategy.members", "duplicate agency", members, "distinct codes")
+
+
+def _rule_shocks(s: Scenario) -> None:
+    agencies = s.enforcement.agencies
+    for i, shock in enumerate(s.shocks):
+        if shock.agency not in agencies:
+            raise CrossFieldError(
+                f"shocks[{i}].agency", "not an agency of this scenario", shock.agency, ", ".join(agencies) or "none"
+            )
+        if shock.week >= s.weeks:
+            raise CrossFieldError(f"shocks[{i}].week", "shock after the horizon", shock.week, f"0 to {s.weeks - 1}")
+
+
+def _rule_joint_team(s: Scenario) -> None:
+    if s.enforcement.hvt.coordination != "independent" and len(s.enforcement.agencies) < 2:
+        raise CrossFieldError(
+            "enforcement.hvt.coordination",
+            "coordination needs a partner: at least two agencies",
+            s.enforcement.hvt.coordination,
+            "independent, or add a second agency (e.g. enforcement.NL)",
+        )
 
 
 def _rule_intervention_weeks(s: Scenario) -> None:
@@ -429,6 +640,13 @@ def _rule_intervention_weeks(s: Scenario) -> None:
             raise CrossFieldError(f"inputs.{name}", "week after the horizon", late[0], f"0 to {s.weeks - 1}")
 
 
+def _hint(name: str, valid: object) -> str:
+    from .errors import suggest
+
+    hint = suggest(name, valid)  # type: ignore[arg-type]
+    return f"; {hint}" if hint else ""
+
+
 def _ids(s: Scenario, exclude: str | None = None) -> str:
     return ", ".join(k for k in s.ports if k != exclude)
 
@@ -440,4 +658,6 @@ _CROSS_RULES = (
     _rule_agencies,
     _rule_joint,
     _rule_intervention_weeks,
+    _rule_shocks,
+    _rule_joint_team,
 )

@@ -12,7 +12,9 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 3. risk perception and 4. port choice (``kernel.decide``);
 5. shipments and detection, load by load (``_ship``);
 6. learning and insider access (``kernel.learn``);
-7-9. intelligence, investigations, succession: not in the model yet (issue 3);
+7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
+8. investigations: cases resolve, coordination, new cases;
+9. succession and entry;
 10. record (``_record``).
 """
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import cooperation as co
 from . import kernel as kx
 from . import mechanics as mx
 from .params import HISTORY_WEEKS, Params, RunPlan
@@ -48,6 +51,7 @@ class VectorState:
     history: np.ndarray  # (R, HISTORY_WEEKS, P) seizures per port, ring buffer
     rates: np.ndarray  # (R, P) inspection rates in force
     extras: list[np.ndarray]  # per allocation unit: (R, n_ports_of_unit) extra inspections
+    coop: co.CoopState  # intelligence, cases, succession (steps 7-9)
 
 
 def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int = 0) -> VectorState:
@@ -72,6 +76,9 @@ def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int
         history=np.zeros((len(replications), HISTORY_WEEKS, n_ports)),
         rates=np.broadcast_to(p0.base_rate, (len(replications), n_ports)).copy(),
         extras=[np.zeros((len(replications), len(u_.ports))) for u_ in p0.units],
+        coop=co.initial_coop_state(
+            plan.coop[0], (len(replications),), n, nets["home"], nets["m"] * nets["rate"]
+        ),
     )
 
 
@@ -80,16 +87,18 @@ def _allocate(plan: RunPlan, p: Params, st: VectorState, week: int, phase_start:
     if phase_start and len(st.extras) != len(p.units):
         st.extras = [np.zeros((st.rates.shape[0], len(u.ports))) for u in p.units]
     changed = False
+    lead = (st.rates.shape[0],)
     for k, unit in enumerate(p.units):
         if phase_start or week % unit.review_weeks == 0:
             recent = kx.recent_seizures(st.history, week, unit.review_weeks)
-            st.extras[k] = kx.allocate(p, unit, recent, st.rates)
+            already = kx.placed_extra(p, st.extras[:k], lead)
+            st.extras[k] = kx.allocate(p, unit, recent, st.rates, already)
             changed = True
     if changed:
         st.rates = kx.rates_from_extra(p, st.extras, (st.rates.shape[0],))
 
 
-def _ship(p: Params, dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step 5: loads per (replication, network, alternative) and how many were seized.
 
     ``u`` is the week's block ``(R, N, 1 + 2 L)``: the load count, then a port
@@ -107,23 +116,20 @@ def _ship(p: Params, dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarra
     return loads, caught
 
 
-def _record(
-    p: Params, st: VectorState, dec: kx.Decision, supply: float, loads: np.ndarray, caught: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Step 10: the week's numbers per replication (sums over networks in slot order)."""
-    kg = dec.m_eff[..., None]
-    shipped = kx.sum_over_networks(loads * kg, axis=1)
-    capacity = kx.sum_over_networks(kx.capacity_kg(supply, st.m, st.rate, st.alive), axis=1)
-    return {
-        "loads": kx.sum_over_networks(loads, axis=1),
-        "shipped_kg": shipped,
-        "seized_loads": kx.sum_over_networks(caught, axis=1),
-        "seized_kg": kx.sum_over_networks(caught * kg, axis=1),
-        "held_kg": kx.held_kg(capacity, shipped.sum(axis=-1)),
-        "capacity_kg": capacity,
-        "inspection_rate": st.rates.copy(),
-        "active_networks": st.alive.sum(axis=1).astype(float),
-    }
+class _Blocks:
+    """Each replication's weekly uniform blocks of one stream, drawn ``WEEK_CHUNK`` weeks at a time."""
+
+    def __init__(self, seed: int, point: int, reps: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
+        self.gens = [generator(seed, point, int(r), stream) for r in reps]
+        self.shape, self.weeks = shape, weeks
+        self.block: np.ndarray | None = None
+
+    def week(self, week: int) -> np.ndarray:
+        offset = week % WEEK_CHUNK
+        if offset == 0:
+            span = min(WEEK_CHUNK, self.weeks - week)
+            self.block = np.stack([g.random((span, *self.shape)) for g in self.gens], axis=1)
+        return self.block[offset]
 
 
 def simulate(
@@ -136,41 +142,67 @@ def simulate(
     """Run ``replications`` (their indices) of ``plan`` as one batch, feeding ``recorder`` week by week."""
     reps = np.asarray(replications, dtype=np.int64)
     st = initial_state(plan, seed, reps, point)
-    gens = [generator(seed, point, int(r), Stream.SHIPMENTS) for r in reps]
-    width = shipment_block_width(plan.l_max)
     n = plan.n_slots
-    block = None
+    n_agencies = plan.coop[0].n_agencies
+    shipments = _Blocks(seed, point, reps, Stream.SHIPMENTS, (n, shipment_block_width(plan.l_max)), plan.weeks)
+    investigations = _Blocks(
+        seed, point, reps, Stream.INVESTIGATIONS, (n_agencies, n, len(co.INVESTIGATION_COLUMNS)), plan.weeks
+    )
+    successions = _Blocks(seed, point, reps, Stream.SUCCESSION, (n, len(co.SUCCESSION_COLUMNS)), plan.weeks)
     phase = -1
     for week in range(plan.weeks):
         # 1. interventions
         new_phase = plan.phase_at(week)
         phase_start = new_phase != phase
         phase = new_phase
-        p = plan.params[phase]
+        p, cp = plan.params[phase], plan.coop[phase]
         # 2. allocation
         _allocate(plan, p, st, week, phase_start)
         # 3-4. perception and choice
         supply = float(plan.supply[week])
-        dec = kx.decide(p, plan.a0, supply, st.lam, st.m, st.rate, st.seizures, st.exposure, st.access)
+        dec = kx.decide(p, plan.a0, supply, st.lam, st.m, st.rate, st.seizures, st.exposure, st.access, st.alive)
         kx.check_load_bound(dec.mean_loads, plan.lam_max)
         # 5. shipments and detection
-        offset = week % WEEK_CHUNK
-        if offset == 0:
-            span = min(WEEK_CHUNK, plan.weeks - week)
-            block = np.stack([g.random((span, n, width)) for g in gens], axis=1)
         i_q, t = p.detection_parts(st.rates)
-        det = kx.detection_by_alternative(p, i_q[:, None, :], t[:, None, :], st.access)
-        loads, caught = _ship(p, dec, block[offset], plan.l_max, det)
+        intel_term = co.intel_detection_term(cp, st.coop.intel)
+        det = kx.detection_by_alternative(p, i_q[:, None, :], t[:, None, :], st.access, intel_term)
+        loads, caught = _ship(dec, shipments.week(week), plan.l_max, det)
         # 6. learning
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
-        n_active = st.alive.sum(axis=1).astype(float)[:, None]
+        n_active = np.maximum(st.alive.sum(axis=1), 1).astype(float)[:, None]
         news_seized = kx.sum_over_networks(own_seized, axis=1) / n_active
         news_exposure = kx.sum_over_networks(kx.own_exposure(p, own_loads, st.access), axis=1) / n_active
         st.seizures, st.exposure, st.access = kx.learn(
             p, st.seizures, st.exposure, st.access, own_loads, own_seized, news_seized[:, None], news_exposure[:, None]
         )
+        # 7. intelligence; 8. investigations
+        u_inv = investigations.week(week)
+        co.gather_intel(cp, st.coop, week, own_seized, own_loads, st.alive, u_inv[..., 3])
+        events = co.investigate(cp, st.coop, week, u_inv, st.alive, st.hvt)
+        # 9. succession and entry
+        u_succ = successions.week(week)
+        successor, entrant = co.succession(cp, st.coop, week, u_succ, st.alive)
+        _renew(plan, st, successor, entrant, u_succ)
+        events["successors"] = successor.sum(axis=1).astype(float)
+        events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
-        rec = _record(p, st, dec, supply, loads, caught)
+        rec = kx.week_record(
+            p, cp, st.coop, supply, loads, caught, dec.m_eff, st.m, st.rate, st.alive, st.rates, events
+        )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         recorder.add(week, rec)
     return st
+
+
+def _renew(plan: RunPlan, st: VectorState, successor: np.ndarray, entrant: np.ndarray, u: np.ndarray) -> None:
+    """Put successors and entrants into their slots: new attributes, no insiders, prior beliefs."""
+    new = successor | entrant
+    if not new.any():
+        return
+    attrs = co.new_networks(u, plan.scenario.networks, successor, st.home)
+    for name in ("m", "rate", "lam", "home", "hvt"):
+        setattr(st, name, np.where(new, attrs[name], getattr(st, name)))
+    for name in ("seizures", "exposure", "access"):
+        setattr(st, name, np.where(new[..., None], 0.0, getattr(st, name)))
+    st.alive |= new
+    co.reset_slots(plan.coop[0], st.coop, new, st.home)

@@ -1,0 +1,454 @@
+"""Intelligence, investigations, coordination and succession (DESIGN.md section 3, steps 7-9).
+
+Pure functions on arrays with any leading shape ``L``: the Mesa model passes
+``L = ()`` (its agencies' and networks' rows stacked), the vectorized engine
+``L = (R,)``. Agencies are indexed ``0..A-1`` in country-code order (the
+tie-break order); networks by slot. The state of these submodels is one
+:class:`CoopState`; each week both engines call :func:`gather_intel`,
+:func:`investigate` and :func:`succession` in that order.
+
+Coordination modes are small separate functions registered in
+:data:`COORDINATION`: each says which networks an agency may open a case on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import mechanics as mx
+from .schema import Scenario
+
+__all__ = [
+    "COORDINATION",
+    "CoopParams",
+    "CoopState",
+    "coop_params",
+    "gather_intel",
+    "initial_coop_state",
+    "intel_detection_term",
+    "investigate",
+    "succession",
+]
+
+PENDING_WEEKS = 53  # ring buffer of shared intel in transit (delay_weeks <= 52)
+INVESTIGATION_COLUMNS = ("open", "duration", "success", "shock")
+SUCCESSION_COLUMNS = ("succeed", "enter", "load_kg", "loads_per_week", "risk_aversion", "home", "hvt")
+
+
+@dataclass(frozen=True)
+class CoopParams:
+    """Parameters of steps 7-9 in one phase (agency arrays in country-code order)."""
+
+    codes: tuple[str, ...]
+    port_agency: np.ndarray  # (P,) agency index of each port, -1 where no agency
+    port_onehot: np.ndarray  # (P, A)
+    case_units: np.ndarray  # (A,)
+    open_rate: np.ndarray  # (A,)
+    dur_weeks: np.ndarray  # (A,)
+    sigma: np.ndarray  # (A,)
+    share: float
+    delay_weeks: int
+    gain_seizure: float
+    gain_case: float
+    decay: float
+    gamma: float
+    tip_gamma: float
+    tip_shelf_weeks: float
+    coordination: str
+    conflict_penalty: float
+    register_lag_weeks: int
+    jit_setup_weeks: int
+    jit_uplift: float
+    jit_duration_factor: float
+    nexus_weights: np.ndarray  # (3,) loads, home, evidence
+    psi: float
+    lag_weeks: int
+    entry_rate: float
+    memory: float
+    shocks: tuple[tuple[int, int, float, float], ...]  # (week, agency index, share, level)
+
+    @property
+    def n_agencies(self) -> int:
+        return len(self.codes)
+
+    @property
+    def tip_weight(self) -> float:
+        """Perishable tips: ``max(0, 1 - delay / shelf)`` of a tip arrives before the container."""
+        return max(0.0, 1.0 - self.delay_weeks / self.tip_shelf_weeks)
+
+
+def coop_params(s: Scenario) -> CoopParams:
+    """The cooperation parameters of one phase."""
+    codes = tuple(s.enforcement.agencies)
+    index = {c: i for i, c in enumerate(codes)}
+    port_agency = np.array([index.get(p.country, -1) for p in s.ports.values()], dtype=np.int64)
+    onehot = np.zeros((len(port_agency), len(codes)))
+    for i, a in enumerate(port_agency):
+        if a >= 0:
+            onehot[i, a] = 1.0
+    ag = list(s.enforcement.agencies.values())
+    ex, hvt, intel, succ = s.enforcement.info_exchange, s.enforcement.hvt, s.intel, s.succession
+    return CoopParams(
+        codes=codes,
+        port_agency=port_agency,
+        port_onehot=onehot,
+        case_units=np.array([a.case_units for a in ag], dtype=np.int64),
+        open_rate=np.array([a.open_rate for a in ag], dtype=float),
+        dur_weeks=np.array([a.dur_weeks for a in ag], dtype=float),
+        sigma=np.array([a.sigma for a in ag], dtype=float),
+        share=ex.share,
+        delay_weeks=ex.delay_weeks,
+        gain_seizure=intel.gain_seizure,
+        gain_case=intel.gain_case,
+        decay=intel.decay,
+        gamma=intel.gamma,
+        tip_gamma=intel.tip_gamma,
+        tip_shelf_weeks=intel.tip_shelf_weeks,
+        coordination=hvt.coordination,
+        conflict_penalty=hvt.conflict_penalty,
+        register_lag_weeks=hvt.register_lag_weeks,
+        jit_setup_weeks=hvt.jit_setup_weeks,
+        jit_uplift=hvt.jit_uplift,
+        jit_duration_factor=hvt.jit_duration_factor,
+        nexus_weights=np.array([hvt.nexus_loads, hvt.nexus_home, hvt.nexus_evidence], dtype=float),
+        psi=succ.psi,
+        lag_weeks=succ.lag_weeks,
+        entry_rate=succ.entry_rate,
+        memory=s.behaviour.memory,
+        shocks=tuple((sh.week, index[sh.agency], sh.share_networks, sh.level) for sh in s.shocks),
+    )
+
+
+@dataclass
+class CoopState:
+    """State of steps 7-9 (leading shape L; A agencies, N slots)."""
+
+    intel: np.ndarray  # (L, A, N) intel in [0, 1]
+    pending: np.ndarray  # (L, PENDING_WEEKS, A, N) shared gains in transit, by arrival week
+    case_on: np.ndarray  # (L, A, N) an agency's case on a network is open
+    case_joint: np.ndarray  # (L, A, N) the case is a joint team's
+    t_case_start: np.ndarray  # (L, A, N) week opened (-1 none)
+    t_case_end: np.ndarray  # (L, A, N) week it ends and is resolved
+    t_case_active: np.ndarray  # (L, A, N) week investigative work starts (after a joint team's set-up)
+    landed: np.ndarray  # (L, A, N) loads landed in each agency's ports, decaying like evidence
+    home_agency: np.ndarray  # (L, N) agency index of the network's home country (-1: elsewhere)
+    t_dismantled: np.ndarray  # (L, N) week dismantled (-1: never / refilled)
+    vacant: np.ndarray  # (L, N) empty slot waiting for an entrant
+    capacity0: np.ndarray  # (L, N) capacity of the initial network, kg/week (for lost capacity)
+
+
+def home_index(home: np.ndarray, codes: tuple[str, ...]) -> np.ndarray:
+    """Agency index of each home country code (-1 where no agency)."""
+    out = np.full(np.shape(home), -1, dtype=np.int64)
+    for i, c in enumerate(codes):
+        out[np.asarray(home) == c] = i
+    return out
+
+
+def initial_coop_state(cp: CoopParams, lead: tuple[int, ...], n: int, home: np.ndarray, capacity0: np.ndarray):
+    """Zero intel, no cases, every slot alive."""
+    a = cp.n_agencies
+    z = np.zeros((*lead, a, n))
+    return CoopState(
+        intel=z.copy(),
+        pending=np.zeros((*lead, PENDING_WEEKS, a, n)),
+        case_on=np.zeros((*lead, a, n), dtype=bool),
+        case_joint=np.zeros((*lead, a, n), dtype=bool),
+        t_case_start=np.full((*lead, a, n), -1, dtype=np.int64),
+        t_case_end=np.full((*lead, a, n), -1, dtype=np.int64),
+        t_case_active=np.full((*lead, a, n), -1, dtype=np.int64),
+        landed=z.copy(),
+        home_agency=home_index(home, cp.codes),
+        t_dismantled=np.full((*lead, n), -1, dtype=np.int64),
+        vacant=np.zeros((*lead, n), dtype=bool),
+        capacity0=np.asarray(capacity0, dtype=float).copy(),
+    )
+
+
+# --- step 5 input: intelligence-led detection ----------------------------------------------------
+
+
+def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
+    """``gamma I`` per (network, port): own intel plus the partners' perishable tips, at most 1.
+
+    ``G[a, n] = min(1, gamma I[a, n] + tip_gamma w_tip share sum_{b != a} I[b, n])``, with
+    ``w_tip = max(0, 1 - delay / shelf)``; ports of countries with no agency get 0.
+    Returns shape ``(L, N, P)``.
+    """
+    partners = intel.sum(axis=-2, keepdims=True) - intel
+    g = np.minimum(1.0, cp.gamma * intel + cp.tip_gamma * cp.tip_weight * cp.share * partners)
+    padded = np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
+    return np.swapaxes(padded[..., cp.port_agency, :], -1, -2)
+
+
+# --- step 7: intelligence -----------------------------------------------------------------------------
+
+
+def gather_intel(
+    cp: CoopParams, st: CoopState, week: int, seized: np.ndarray, loads: np.ndarray, alive: np.ndarray,
+    u_shock: np.ndarray,
+) -> None:
+    """Intel gains from seizures and active cases, exchange through the delay line, decay, shocks.
+
+    ``seized`` and ``loads`` are this week's counts per (network, port), shape ``(L, N, P)``.
+    Own gain ``g = min(1, gain_seizure x seizures in own ports + gain_case x active case)``;
+    a share of it reaches every partner ``delay_weeks`` later (a gain made in week t is
+    usable in week t + delay); ``I <- d + (1 - d) min(1, g + received)`` with ``d = (1 - mu) I``.
+    """
+    by_agency = np.swapaxes(seized @ cp.port_onehot, -1, -2)  # (L, A, N)
+    working = st.case_on & (week >= st.t_case_active)
+    own = np.minimum(1.0, cp.gain_seizure * by_agency + cp.gain_case * working)
+    to_partners = cp.share * (own.sum(axis=-2, keepdims=True) - own)
+    slot = (week + cp.delay_weeks) % PENDING_WEEKS
+    st.pending[..., slot, :, :] += to_partners
+    now = week % PENDING_WEEKS
+    received = st.pending[..., now, :, :].copy()
+    st.pending[..., now, :, :] = 0.0
+    decayed = st.intel * (1.0 - cp.decay)
+    st.intel = decayed + (1.0 - decayed) * np.minimum(1.0, own + received)
+    for s_week, agency, share, level in cp.shocks:
+        if s_week == week:
+            hit = alive & (u_shock[..., agency, :] < share)
+            st.intel[..., agency, :] = np.where(hit, np.maximum(st.intel[..., agency, :], level), st.intel[..., agency, :])
+    st.landed = cp.memory * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
+
+
+# --- step 8: investigations ----------------------------------------------------------------------------
+
+
+def nexus(cp: CoopParams, st: CoopState) -> np.ndarray:
+    """Eurojust criteria as a weighted mean of three shares: loads landed, home, evidence (intel)."""
+    landed_total = st.landed.sum(axis=-2, keepdims=True)
+    landed_share = np.where(landed_total > 0, st.landed / np.where(landed_total > 0, landed_total, 1.0), 0.0)
+    a = cp.n_agencies
+    home = (st.home_agency[..., None, :] == np.arange(a)[:, None]).astype(float)
+    intel_total = st.intel.sum(axis=-2, keepdims=True)
+    evidence = np.where(intel_total > 0, st.intel / np.where(intel_total > 0, intel_total, 1.0), 0.0)
+    w = cp.nexus_weights
+    total = w.sum()
+    if total == 0:
+        return np.zeros_like(st.intel)
+    return (w[0] * landed_share + w[1] * home + w[2] * evidence) / total
+
+
+def _shared(cp: CoopParams, st: CoopState) -> np.ndarray:
+    """A shared target: its loads land in, or its members live in, at least two agencies' countries."""
+    a = cp.n_agencies
+    home = st.home_agency[..., None, :] == np.arange(a)[:, None]
+    involved = (st.landed > 0) | home
+    return involved.sum(axis=-2) >= 2
+
+
+def _known_partner_case(cp: CoopParams, st: CoopState, a: int, week: int) -> np.ndarray:
+    """A partner's case on the network that shows in the shared register (it lags ``register_lag_weeks``)."""
+    visible = st.case_on & (st.t_case_start <= week - cp.register_lag_weeks)
+    others = np.delete(visible, a, axis=-2)
+    return others.any(axis=-2)
+
+
+@dataclass(frozen=True)
+class ModeContext:
+    """What a coordination mode may look at when agency ``a`` considers opening cases."""
+
+    cp: CoopParams
+    st: CoopState
+    a: int
+    week: int
+    nexus: np.ndarray
+    shared: np.ndarray
+
+
+def mode_independent(ctx: ModeContext) -> np.ndarray:
+    """Both countries may run cases on the same network."""
+    return np.ones(ctx.st.home_agency.shape, dtype=bool)
+
+
+def mode_deconfliction(ctx: ModeContext) -> np.ndarray:
+    """No case where the register shows a partner's case."""
+    return ~_known_partner_case(ctx.cp, ctx.st, ctx.a, ctx.week)
+
+
+def _best_placed(ctx: ModeContext) -> np.ndarray:
+    """Whether agency ``a`` has the largest nexus (ties: most loads landed, then country-code order)."""
+    key = ctx.nexus + 1e-9 * ctx.st.landed / (1.0 + ctx.st.landed.sum(axis=-2, keepdims=True))
+    best = np.argmax(key, axis=-2)
+    return best == ctx.a
+
+
+def mode_best_placed(ctx: ModeContext) -> np.ndarray:
+    """As deconfliction; on a shared target only the country with the larger nexus opens a case."""
+    return mode_deconfliction(ctx) & (~ctx.shared | _best_placed(ctx))
+
+
+def mode_joint_team(ctx: ModeContext) -> np.ndarray:
+    """As deconfliction; cases on shared targets become joint teams (see :func:`_open_cases`)."""
+    return mode_deconfliction(ctx)
+
+
+COORDINATION: dict[str, Callable[[ModeContext], np.ndarray]] = {
+    "independent": mode_independent,
+    "deconfliction": mode_deconfliction,
+    "best_placed": mode_best_placed,
+    "joint_team": mode_joint_team,
+}
+
+
+def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """The ``free`` wanted networks of highest priority (lowest key; ties by slot), last axis networks."""
+    key = np.where(want, priority, np.inf)
+    order = np.argsort(key, axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(want.shape[-1]) * np.ones_like(order), axis=-1)
+    return want & (rank < free[..., None])
+
+
+def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, alive: np.ndarray, ev: dict) -> None:
+    """Cases ending this week succeed (dismantling the network) or fail; partners' cases are compromised.
+
+    Success probability ``sigma`` of the agency, times ``jit_uplift`` for a joint team, or times
+    ``1 - conflict_penalty`` while another country runs its own case on the network. Agencies
+    resolve in code order, so a tie goes to the first; a joint case is resolved once, by its
+    lowest-coded member, and closes in every member's row.
+    """
+    for a in range(cp.n_agencies):
+        joint = st.case_joint[..., a, :]
+        follower = joint & st.case_joint[..., :a, :].any(axis=-2)
+        ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
+        others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
+        factor = np.where(joint, cp.jit_uplift, np.where(others_on, 1.0 - cp.conflict_penalty, 1.0))
+        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor))
+        closing = np.zeros_like(st.case_on)
+        closing[..., a, :] = ending
+        closing |= (joint & ending)[..., None, :] & st.case_joint
+        compromised = success[..., None, :] & st.case_on & ~closing
+        ev["compromised"] += compromised.sum(axis=-1)
+        ev["dismantled"][..., a] += success.sum(axis=-1)
+        ev["dismantled_joint"] += (success & joint).sum(axis=-1)
+        ev["weeks_to_dismantle"] += np.where(success, week - st.t_case_start[..., a, :], 0).sum(axis=-1)
+        st.case_on &= ~(closing | compromised)
+        st.case_joint &= st.case_on
+        alive &= ~success
+        st.t_dismantled = np.where(success, week, st.t_dismantled)
+
+
+def _open_cases(
+    cp: CoopParams, st: CoopState, week: int, u_open: np.ndarray, u_dur: np.ndarray, alive: np.ndarray,
+    hvt: np.ndarray, ev: dict,
+) -> None:
+    """Agencies in code order open cases while they have free units (hazard ∝ intel x nexus)."""
+    nx = nexus(cp, st)
+    shared = _shared(cp, st)
+    rule = COORDINATION[cp.coordination]
+    for a in range(cp.n_agencies):
+        hazard = 1.0 - np.exp(-cp.open_rate[a] * st.intel[..., a, :] * nx[..., a, :])
+        free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
+        candidate = alive & hvt & ~st.case_on[..., a, :]
+        ctx = ModeContext(cp, st, a, week, nx, shared)
+        want = candidate & rule(ctx) & (u_open[..., a, :] < hazard)
+        priority = u_open[..., a, :] / np.where(hazard > 0, hazard, 1.0)
+        opened = _take_first(want, priority, free)
+        duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a])
+        joint = np.zeros_like(opened)
+        if cp.coordination == "joint_team":
+            joint = _form_joint_teams(cp, st, a, opened & shared)
+            jit_duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a] * cp.jit_duration_factor)
+            duration = np.where(joint, cp.jit_setup_weeks + jit_duration, duration)
+        start_work = np.where(joint, week + cp.jit_setup_weeks, week)
+        members = np.zeros_like(st.case_on)
+        members[..., a, :] = opened
+        members |= joint[..., None, :] & st.case_joint  # partners already flagged by _form_joint_teams
+        st.case_on |= members
+        st.t_case_start = np.where(members, week, st.t_case_start)
+        st.t_case_end = np.where(members, week + duration[..., None, :], st.t_case_end)
+        st.t_case_active = np.where(members, start_work[..., None, :], st.t_case_active)
+        st.case_joint[..., a, :] |= joint
+        ev["cases_opened"][..., a] += opened.sum(axis=-1)
+
+
+def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndarray) -> np.ndarray:
+    """Turn agency ``a``'s new cases on shared targets into joint teams where a partner has a free unit.
+
+    Partners are asked in code order; each joint case takes one unit in each member country.
+    """
+    joint = np.zeros_like(candidates)
+    for b in range(cp.n_agencies):
+        if b == a:
+            continue
+        free_b = np.maximum(cp.case_units[b] - st.case_on[..., b, :].sum(axis=-1), 0)
+        possible = candidates & ~joint & ~st.case_on[..., b, :]
+        take = _take_first(possible, np.zeros(possible.shape), free_b)
+        st.case_on[..., b, :] |= take
+        st.case_joint[..., b, :] |= take
+        joint |= take
+    return joint
+
+
+def investigate(
+    cp: CoopParams, st: CoopState, week: int, u: np.ndarray, alive: np.ndarray, hvt: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Step 8: resolve ending cases, count duplicated case-weeks, open new cases.
+
+    ``u`` is the week's block ``(L, A, N, len(INVESTIGATION_COLUMNS))``; ``alive`` is
+    updated in place (dismantled networks become inactive). Returns the week's events.
+    """
+    lead = alive.shape[:-1]
+    a = cp.n_agencies
+    ev = {
+        "cases_opened": np.zeros((*lead, a)),
+        "compromised": np.zeros((*lead, a)),
+        "dismantled": np.zeros((*lead, a)),
+        "dismantled_joint": np.zeros(lead),
+        "weeks_to_dismantle": np.zeros(lead),
+    }
+    if a == 0:
+        ev["duplicated"] = np.zeros(lead)
+        ev["case_weeks"] = np.zeros((*lead, a))
+        return ev
+    _resolve(cp, st, week, u[..., 2], alive, ev)
+    _open_cases(cp, st, week, u[..., 0], u[..., 1], alive, hvt, ev)
+    single = st.case_on & ~st.case_joint
+    ev["duplicated"] = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
+    ev["case_weeks"] = st.case_on.sum(axis=-1).astype(float)
+    return ev
+
+
+# --- step 9: succession and entry ----------------------------------------------------------------------
+
+
+def succession(cp: CoopParams, st: CoopState, week: int, u: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which slots get a successor (after ``lag_weeks``, probability ``psi``) or an entrant this week.
+
+    ``u`` is the week's block ``(L, N, len(SUCCESSION_COLUMNS))``. A slot whose network was
+    dismantled is refilled by a successor with the same home, or else left vacant; a vacant
+    slot receives an entrant with probability ``entry_rate`` each week. Returns
+    ``(successor, entrant)`` masks; the caller draws their attributes with :func:`new_networks`.
+    """
+    due = ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week == st.t_dismantled + cp.lag_weeks)
+    successor = due & (u[..., 0] < cp.psi)
+    st.vacant |= due & ~successor
+    entrant = st.vacant & ~due & (u[..., 1] < cp.entry_rate)
+    st.vacant &= ~entrant
+    return successor, entrant
+
+
+def new_networks(u: np.ndarray, spec, successor: np.ndarray, old_home: np.ndarray) -> dict[str, np.ndarray]:
+    """Attributes of successors and entrants from the succession block (successors keep the home)."""
+    from .kernel import initial_networks
+
+    attrs = initial_networks(u[..., 2:], spec)
+    attrs["home"] = np.where(successor, old_home, attrs["home"])
+    return attrs
+
+
+def reset_slots(cp: CoopParams, st: CoopState, new: np.ndarray, home: np.ndarray) -> None:
+    """A new network in the slot: no intel on it, no cases, nothing landed, not dismantled."""
+    st.intel = np.where(new[..., None, :], 0.0, st.intel)
+    st.pending = np.where(new[..., None, None, :], 0.0, st.pending)
+    st.landed = np.where(new[..., None, :], 0.0, st.landed)
+    st.case_on &= ~new[..., None, :]
+    st.case_joint &= ~new[..., None, :]
+    st.t_dismantled = np.where(new, -1, st.t_dismantled)
+    st.home_agency = np.where(new, home_index(home, cp.codes), st.home_agency)

@@ -8,12 +8,14 @@ written).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .config import load_scenario, parse_override
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 from .schema import Scenario
 
 __all__ = ["main"]
@@ -21,11 +23,53 @@ __all__ = ["main"]
 EXIT_BAD_INPUT = 2
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad options as a ConfigError (exit 2, one line)."""
+_ARGUMENT = re.compile(r"^argument (?P<name>[^:]+): (?P<rest>.*)$", re.S)
+_CHOICE = re.compile(r"^invalid choice: (?P<given>.*?) \(choose from (?P<choices>.*)\)$", re.S)
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(message, field=f"displacement-sim {self.prog.split()[-1]}", allowed="see --help")
+
+def _option_error(prog: str, message: str) -> ConfigError:
+    """argparse's complaint as a ConfigError naming the command, the option, what was given and what is allowed."""
+    see_help = f"see '{prog} --help'"
+    found = _ARGUMENT.match(message)
+    if found is None:
+        if message.startswith("unrecognized arguments: "):
+            return ConfigError(
+                "unrecognized arguments",
+                field=prog,
+                given=message.split(": ", 1)[1],
+                allowed=f"the options listed by '{prog} COMMAND --help'",
+            )
+        if message.startswith("the following arguments are required: "):
+            return ConfigError(f"missing argument(s): {message.split(': ', 1)[1]}", field=prog, allowed=see_help)
+        return ConfigError(message, field=prog, allowed=see_help)
+    name, rest = found["name"].split("/")[-1], found["rest"]
+    choice = _CHOICE.match(rest)
+    if choice:
+        given = choice["given"].strip("'\"")
+        choices = [c.strip().strip("'\"") for c in choice["choices"].split(",")]
+        hint = suggest(given, choices)
+        command = name == "command"
+        return ConfigError(
+            f"{'unknown command' if command else 'invalid choice'}{'; ' + hint if hint else ''}",
+            field=prog if command else f"{prog} {name}",
+            given=given,
+            allowed=", ".join(choices),
+        )
+    if "(given " in rest:  # from our own argument types: already says what is allowed
+        return ConfigError(rest, field=f"{prog} {name}")
+    return ConfigError(rest, field=f"{prog} {name}", allowed=see_help)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad options as a ConfigError (exit 2, one line, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise _option_error(self.prog, message)
+
+
+def _bad_value(problem: str, given: object, allowed: str) -> argparse.ArgumentTypeError:
+    """An argument-type failure; argparse passes its text to ``_Parser.error`` as ``argument NAME: TEXT``."""
+    return argparse.ArgumentTypeError(ConfigError(problem, given=given, allowed=allowed, has_given=True).render())
 
 
 def _overrides(items: Sequence[str] | None) -> dict[str, object]:
@@ -33,25 +77,29 @@ def _overrides(items: Sequence[str] | None) -> dict[str, object]:
 
 
 def _positive(name: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1 (``name`` is the option, for the message)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise ConfigError("not an integer", field=name, given=text, allowed="a whole number >= 1") from None
+            raise _bad_value("not a whole number", text, "a whole number >= 1") from None
         if value < 1:
-            raise ConfigError("must be at least 1", field=name, given=value, allowed="a whole number >= 1")
+            raise _bad_value("must be at least 1", value, "a whole number >= 1")
         return value
 
+    parse.__name__ = name
     return parse
 
 
 def _seed(text: str) -> int:
+    """An argparse type: a root seed, a whole number >= 0."""
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError("not an integer", field="--seed", given=text, allowed="a whole number >= 0") from None
+        raise _bad_value("not a whole number", text, "a whole number >= 0") from None
     if value < 0:
-        raise ConfigError("must be >= 0", field="--seed", given=value, allowed="a whole number >= 0")
+        raise _bad_value("must not be negative", value, "a whole number >= 0")
     return value
 
 
@@ -234,6 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+from .experiments import add_sweep_parser  # noqa: E402  (sweep: issue 5)
+
+_EXTRA_COMMANDS.append(add_sweep_parser)
+
+from .compare import add_compare_parser  # noqa: E402  (compare: issue 6)
+from .report import add_report_parser  # noqa: E402  (report: issue 6)
+
+_EXTRA_COMMANDS += [add_compare_parser, add_report_parser]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,8 @@ from scipy import stats
 from .config import expand_path
 from .errors import ConfigError, suggest
 from .metrics import reduce_values
+from .plots import SMOOTH_WEEKS, flow_bands, flow_groups
+from .report import verdict
 from .results import BatchResult
 from .schema import Scenario
 
@@ -57,8 +59,8 @@ __all__ = [
     "Bootstrap",
     "Flows",
     "add_compare_parser",
-    "build_comparison",
     "buffer_ports",
+    "build_comparison",
     "control_area",
     "decompose",
     "first_intervention_week",
@@ -66,13 +68,10 @@ __all__ = [
     "paired_difference",
     "ratio_of_means",
     "targeted_ports",
-    "verdict",
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20030601  # fixed: the same results folder always gets the same CIs
-SMOOTH_WEEKS = 13  # flows over time are shown as 13-week (quarterly) trailing means
-TOP_PORTS = 5  # ports drawn individually in the flows figure; the rest are "other ports"
 COMPONENTS = {
     "A": "targeted ports",
     "B": "buffer ports",
@@ -168,7 +167,9 @@ def ratio_of_means(num: np.ndarray, den: np.ndarray, boot: Bootstrap, *, den_sig
         return out
     m_den = float(den.mean())
     if m_den * den_sign <= 0:
-        out["note"] = f"undefined: the denominator's mean is {m_den:.4g}, needs to be {'> 0' if den_sign > 0 else '< 0'}"
+        out["note"] = (
+            f"undefined: the denominator's mean is {m_den:.4g}, needs to be {'> 0' if den_sign > 0 else '< 0'}"
+        )
         return out
     if n >= 2:
         sd = float(den.std(ddof=1))
@@ -228,8 +229,11 @@ def decompose(
     """Where the drop at the targeted ports went (DESIGN.md section 4), with ratios and CIs.
 
     Args:
-        control, treatment: paired flows (same replications, same port order).
-        targets: port indices of A; buffer: port indices of B (any overlap with A is dropped).
+        control: the control's flows.
+        treatment: the scenario's flows, paired with the control's by replication, same port order.
+        targets: port indices of A.
+        buffer: port indices of B (any overlap with A is dropped); every other port is in O.
+        boot: the shared bootstrap resamples (default: a new fixed-seed set).
 
     Returns:
         ``components`` (A, B, O, E, H, X: paired kg difference and share of ``-dA``),
@@ -291,6 +295,12 @@ def observed_wdq(
 
     Args:
         seized: (R, weeks, P or P+1) seized kg per week and port.
+        a_idx: column indices of the targeted ports.
+        b_idx: column indices of the buffer ports.
+        c_idx: column indices of the control-area ports.
+        before: weeks [first, last) before the intervention.
+        after: weeks [first, last) after it.
+        boot: the shared bootstrap resamples (default: a new fixed-seed set).
 
     """
     seized = np.asarray(seized, dtype=float)
@@ -347,7 +357,10 @@ def observed_wdq(
     bnum, bden = quotient(bparts)
     den_ci = _percentile_ci(bden)
     if den_ci[0] is None or den_ci[0] <= 0 <= den_ci[1]:
-        out["note"] = "undefined: the denominator's 95% CI includes 0 (seizures at the targeted ports did not change)"
+        out["note"] = (
+            "undefined: the denominator's 95% CI includes 0 (seizures at the targeted ports did not change "
+            "measurably relative to the control area)"
+        )
         return out
     out["value"] = float(num / den)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -465,37 +478,6 @@ def check_same_ports(configs: Sequence[Scenario], files: Sequence[str] | None = 
             )
 
 
-def _smoothed_bands(shipped: np.ndarray, groups: dict[str, list[int]], weeks_window: int) -> dict[str, Any]:
-    """Mean and 10-90% band over replications of each group's trailing-mean flow, t/yr."""
-    kg = np.stack([shipped[:, :, idx].sum(axis=2) for idx in groups.values()], axis=2)  # (R, W, G)
-    csum = np.cumsum(kg, axis=1)
-    lag = np.zeros_like(csum)
-    lag[:, weeks_window:] = csum[:, :-weeks_window]
-    width = np.minimum(np.arange(1, kg.shape[1] + 1), weeks_window)[None, :, None]
-    t_yr = (csum - lag) / width * 52 / 1000
-    mean = t_yr.mean(axis=0)
-    lo, hi = np.percentile(t_yr, [10, 90], axis=0) if kg.shape[0] > 1 else (None, None)
-    out = {}
-    for g, name in enumerate(groups):
-        out[name] = {
-            "mean": np.round(mean[:, g], 4).tolist(),
-            "p10": None if lo is None else np.round(lo[:, g], 4).tolist(),
-            "p90": None if hi is None else np.round(hi[:, g], 4).tolist(),
-        }
-    return out
-
-
-def _flow_groups(results: Sequence[BatchResult], order: Sequence[str], names: dict[str, str]) -> dict[str, list[int]]:
-    mean_flow = sum(Flows.from_result(r, order).port_kg.mean(axis=0) for r in results)
-    top = [int(i) for i in np.argsort(-mean_flow, kind="stable")[:TOP_PORTS]]
-    rest = [i for i in range(len(order)) if i not in top]
-    groups = {names[order[i]]: [i] for i in top}
-    if rest:
-        groups["other ports"] = rest
-    groups["elsewhere (other routes)"] = [len(order)]
-    return groups
-
-
 def _scenario_key(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", name) or "scenario"
     key, k = base, 2
@@ -540,7 +522,6 @@ def build_comparison(
     names = {p: ccfg.ports[p].name for p in order}
     taken: set[str] = set()
     keys = [_scenario_key(r.config.name, taken) for r in results]
-    weeks_eval = control.weeks - control.eval_from
     boot = Bootstrap(control.n_replications)
     c_flows = Flows.from_result(control, order)
     c_metrics = _derived(control)
@@ -570,9 +551,7 @@ def build_comparison(
         }
         s_flows = Flows.from_result(res, order)
         tot = {k: s_metrics[k] - c_metrics[k] for k in ("total_delivered_kg", "total_seized_kg", "seized_kg")}
-        entry["relative_change"] = {
-            k: ratio_of_means(v, c_metrics[k], boot) for k, v in tot.items() if k in c_metrics
-        }
+        entry["relative_change"] = {k: ratio_of_means(v, c_metrics[k], boot) for k, v in tot.items() if k in c_metrics}
         if tgt:
             a_idx = [order.index(p) for p in tgt]
             dec = decompose(c_flows, s_flows, a_idx, [order.index(p) for p in buf], boot)
@@ -595,7 +574,7 @@ def build_comparison(
         entry["verdict"] = verdict(entry, names)
         comparisons[key] = entry
 
-    groups = _flow_groups(results, order, names)
+    groups = flow_groups(sum(Flows.from_result(r, order).port_kg.mean(axis=0) for r in results), order, names)
     manifest = control.manifest()
     return {
         "provenance": {k: manifest.get(k) for k in ("version", "git_commit", "numpy", "python", "created")},
@@ -608,7 +587,7 @@ def build_comparison(
                 "folder": k,
                 "first_intervention_week": first_intervention_week(r.config),
                 "interventions": [
-                    {"week": iv.week, "label": iv.label, "set": {p: repr(v) for p, v in iv.set.items()}}
+                    {"week": iv.week, "label": iv.label, "set": {p: _readable(v) for p, v in iv.set.items()}}
                     for iv in r.config.interventions
                 ],
             }
@@ -652,12 +631,21 @@ def build_comparison(
             "band": "10-90% of replications" if control.n_replications > 1 else None,
             "groups": list(groups),
             "series": {
-                k: _smoothed_bands(r.series["shipped_kg"], groups, SMOOTH_WEEKS)
+                k: flow_bands(r.series["shipped_kg"], groups, SMOOTH_WEEKS)
                 for k, r in zip(keys, results, strict=True)
                 if r.series is not None
             },
         },
     }
+
+
+def _readable(value: Any) -> str:
+    """An intervention value as a reader would write it: ``{scale: 3}`` -> ``x 3``."""
+    if isinstance(value, dict) and set(value) == {"scale"}:
+        return f"x {value['scale']:g}" if isinstance(value["scale"], int | float) else str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
 
 
 def _wdq_observed(res: BatchResult, tgt: list[str], buf: list[str], boot: Bootstrap) -> dict[str, Any]:
@@ -684,79 +672,6 @@ def _wdq_observed(res: BatchResult, tgt: list[str], buf: list[str], boot: Bootst
     )
     out["control_area"] = area
     return out
-
-
-# --- the verdict -----------------------------------------------------------------------------------
-
-
-def _pct_change(r: dict[str, Any], what: str, *, one_rep: bool) -> str:
-    """``"falls 38% (95% CI 33-42%)"`` from a relative change."""
-    v = r.get("value")
-    if v is None:
-        return f"{what}: change not estimable ({r.get('note')})"
-    lo, hi = r["ci95"]
-    if lo is None:
-        word = "falls" if v < 0 else "rises"
-        return f"{what} {word} {abs(v):.0%} ({'one replication, no CI' if one_rep else 'no CI'})"
-    if lo <= 0 <= hi:
-        return f"{what} does not change measurably ({v:+.0%}, 95% CI {lo:+.0%} to {hi:+.0%})"
-    word = "falls" if v < 0 else "rises"
-    a, b = sorted((abs(lo), abs(hi)))
-    return f"{what} {word} {abs(v):.0%} (95% CI {100 * a:.0f}-{100 * b:.0f}%)"
-
-
-def _share(r: dict[str, Any]) -> str:
-    v, (lo, hi) = r["value"], r["ci95"]
-    return f"{v:.0%}" if lo is None else f"{v:.0%} (95% CI {lo:.0%} to {hi:.0%})"
-
-
-def verdict(entry: dict[str, Any], names: dict[str, str]) -> str:
-    """A short plain-language verdict generated from a comparison entry's numbers."""
-    rel = entry["relative_change"]
-    one_rep = entry["differences"]["shipped_kg"]["n"] < 2
-    parts = []
-    tgt = entry["targets"]
-    if tgt and "targeted_shipped_kg" in rel:
-        where = ", ".join(names.get(p, p) for p in tgt)
-        parts.append(_pct_change(rel["targeted_shipped_kg"], f"Flow through the targeted ports ({where})", one_rep=one_rep))
-        dr = entry["displacement_ratio"]
-        dec = entry["decomposition"]
-        if dr["value"] is not None:
-            gains = [
-                (d["shipped_kg"]["mean"], names.get(p, p))
-                for p, d in entry["port_differences"].items()
-                if p not in tgt and d["shipped_kg"]["mean"] is not None
-            ]
-            gains.append((dec["components"]["E"]["kg"]["mean"], "other routes (elsewhere)"))
-            gains = sorted((g for g in gains if g[0] > 0), reverse=True)
-            total_gain = sum(g for g, _ in gains)
-            top = [n for g, n in gains[:3] if g >= 0.1 * total_gain][:3]
-            if dr["value"] >= 0:
-                text = f"{_share(dr)} of it reappears at other ports and routes"
-                if top:
-                    text += ", mostly " + " and ".join([", ".join(top[:-1]), top[-1]] if len(top) > 1 else top)
-            else:
-                text = f"flow also falls elsewhere (diffusion of benefits: displacement ratio {_share(dr)})"
-            parts.append(text)
-            held = dec["components"]["H"]["share_of_drop"]
-            if held["value"] is not None and abs(held["value"]) >= 0.05:
-                parts.append(f"{_share(held)} is held back (deterred)")
-            lost = dec["components"]["X"]["share_of_drop"]
-            if lost["value"] is not None and abs(lost["value"]) >= 0.05:
-                parts.append(f"{_share(lost)} is capacity lost to dismantled networks")
-        elif dr.get("note"):
-            parts.append(f"displacement ratio not estimable ({dr['note'].removeprefix('undefined: ')})")
-    else:
-        parts.append("No targeted ports (the scenario changes no port's fields against the control)")
-    parts.append(_pct_change(rel["total_delivered_kg"], "total delivered (all routes)", one_rep=one_rep))
-    parts.append(_pct_change(rel["seized_kg"], "seizures at the modelled ports", one_rep=one_rep))
-    dis = entry["differences"].get("networks_dismantled")
-    if dis is not None and dis["mean"] is not None:
-        lo, hi = dis["ci95"]
-        ci = "" if lo is None else f" (95% CI {lo:+.1f} to {hi:+.1f})"
-        parts.append(f"networks dismantled {dis['mean']:+.1f}{ci}")
-    text = "; ".join(parts) + "."
-    return text[0].upper() + text[1:]
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -830,9 +745,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with progress_bar(args.replications * len(configs), "compare") as bar:
         for cfg in configs:
             results.append(
-                run_batch(
-                    cfg, args.replications, seed=seed, eval_from=eval_from, keep_series=True, progress=bar.update
-                )
+                run_batch(cfg, args.replications, seed=seed, eval_from=eval_from, keep_series=True, progress=bar.update)
             )
     comparison = build_comparison(results, targets=targets)
     out = out or default_out_dir("compare")

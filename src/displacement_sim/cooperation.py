@@ -51,8 +51,11 @@ class CoopParams:
     sigma: np.ndarray  # (A,)
     share: float
     delay_weeks: int
+    requests_per_case: float
     gain_seizure: float
     gain_case: float
+    gain_home: float
+    evidence_weight: float
     decay: float
     gamma: float
     tip_gamma: float
@@ -101,8 +104,11 @@ def coop_params(s: Scenario) -> CoopParams:
         sigma=np.array([a.sigma for a in ag], dtype=float),
         share=ex.share,
         delay_weeks=ex.delay_weeks,
+        requests_per_case=ex.requests_per_case,
         gain_seizure=intel.gain_seizure,
         gain_case=intel.gain_case,
+        gain_home=intel.gain_home,
+        evidence_weight=intel.evidence_weight,
         decay=intel.decay,
         gamma=intel.gamma,
         tip_gamma=intel.tip_gamma,
@@ -194,13 +200,15 @@ def gather_intel(
     """Intel gains from seizures and active cases, exchange through the delay line, decay, shocks.
 
     ``seized`` and ``loads`` are this week's counts per (network, port), shape ``(L, N, P)``.
-    Own gain ``g = min(1, gain_seizure x seizures in own ports + gain_case x active case)``;
+    Own gain ``g = min(1, gain_seizure x seizures in own ports + gain_case x active case
+    + gain_home x based in the agency's country)``;
     a share of it reaches every partner ``delay_weeks`` later (a gain made in week t is
     usable in week t + delay); ``I <- d + (1 - d) min(1, g + received)`` with ``d = (1 - mu) I``.
     """
     by_agency = np.swapaxes(seized @ cp.port_onehot, -1, -2)  # (L, A, N)
     working = st.case_on & (week >= st.t_case_active)
-    own = np.minimum(1.0, cp.gain_seizure * by_agency + cp.gain_case * working)
+    domestic = alive[..., None, :] & (st.home_agency[..., None, :] == np.arange(cp.n_agencies)[:, None])
+    own = np.minimum(1.0, cp.gain_seizure * by_agency + cp.gain_case * working + cp.gain_home * domestic)
     to_partners = cp.share * (own.sum(axis=-2, keepdims=True) - own)
     slot = (week + cp.delay_weeks) % PENDING_WEEKS
     st.pending[..., slot, :, :] += to_partners
@@ -308,8 +316,9 @@ def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray) -> np.
 def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, alive: np.ndarray, ev: dict) -> None:
     """Cases ending this week succeed (dismantling the network) or fail; partners' cases are compromised.
 
-    Success probability ``sigma`` of the agency, times ``jit_uplift`` for a joint team, or times
-    ``1 - conflict_penalty`` while another country runs its own case on the network. Agencies
+    Success probability ``sigma (1 - w + 2 w I)`` (the evidence held, ``w = evidence_weight``),
+    times ``jit_uplift`` for a joint team, or times ``1 - conflict_penalty`` while another
+    country runs its own case on the network. Agencies
     resolve in code order, so a tie goes to the first; a joint case is resolved once, by its
     lowest-coded member, and closes in every member's row.
     """
@@ -319,7 +328,8 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
         others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
         factor = np.where(joint, cp.jit_uplift, np.where(others_on, 1.0 - cp.conflict_penalty, 1.0))
-        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor))
+        evidence = 1.0 - cp.evidence_weight + 2.0 * cp.evidence_weight * st.intel[..., a, :]
+        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor * evidence))
         closing = np.zeros_like(st.case_on)
         closing[..., a, :] = ending
         closing |= (joint & ending)[..., None, :] & st.case_joint
@@ -338,7 +348,12 @@ def _open_cases(
     cp: CoopParams, st: CoopState, week: int, u_open: np.ndarray, u_dur: np.ndarray, alive: np.ndarray,
     hvt: np.ndarray, ev: dict,
 ) -> None:
-    """Agencies in code order open cases while they have free units (hazard ∝ intel x nexus)."""
+    """Agencies in code order open cases while they have free units (hazard ∝ intel x nexus).
+
+    Durations are geometric with mean ``dur_weeks``; a national case on a shared target
+    lasts ``round(requests_per_case x delay_weeks)`` weeks longer (waiting for the partner's
+    answers); a joint team needs no requests but starts after ``jit_setup_weeks``.
+    """
     nx = nexus(cp, st)
     shared = _shared(cp, st)
     rule = COORDINATION[cp.coordination]
@@ -351,6 +366,9 @@ def _open_cases(
         priority = u_open[..., a, :] / np.where(hazard > 0, hazard, 1.0)
         opened = _take_first(want, priority, free)
         duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a])
+        # a national case on a cross-border target waits for the partner's answers
+        waiting = int(round(cp.requests_per_case * cp.delay_weeks))
+        duration = np.where(shared, duration + waiting, duration)
         joint = np.zeros_like(opened)
         if cp.coordination == "joint_team":
             joint = _form_joint_teams(cp, st, a, opened & shared)

@@ -1,35 +1,73 @@
-"""Where a sweep's chunks run: one interface, ``concurrent.futures.Executor``, three back ends.
+"""Running a sweep: executors, chunks of points, crash-safe results and resume.
 
-- **serial**: :class:`SerialExecutor` runs each task inline when it is submitted
+**Executors.** One interface, ``concurrent.futures.Executor``, three back ends:
+
+- *serial*: :class:`SerialExecutor` runs each task inline when it is submitted
   (no processes, nothing to pickle; what ``--workers 1`` uses);
-- **local processes**: a :class:`~concurrent.futures.ProcessPoolExecutor` with an
+- *local processes*: a :class:`~concurrent.futures.ProcessPoolExecutor` with an
   explicit multiprocessing context (``forkserver`` where the platform has it,
   else ``spawn``); the global start method is never touched (DESIGN.md section 6);
-- **Dask distributed**: ``Client.get_executor()``, either on a ``LocalCluster``
+- *Dask distributed*: ``Client.get_executor()``, either on a ``LocalCluster``
   started here on loopback (``--dask-local N``) or on an existing scheduler
   (``--scheduler tcp://host:port``). Tasks are submitted with ``retries=2`` and
   ``pure=False``; a task on a worker that dies is rescheduled by the scheduler.
   Dask is an optional extra (``pip install displacement-sim[dask]``), imported
   only when asked for.
 
-Results never depend on the back end: every sweep point draws from streams keyed
-by (root seed, point index) (DESIGN.md section 5).
+**Chunks.** Points are sent in chunks of consecutive points, one task each
+(:func:`~.experiments.run_chunk`), sized so a task runs a few seconds; at most a
+few chunks per worker are in flight, so memory stays bounded however large the
+sweep. The coordinator writes each finished chunk atomically as
+``chunks/chunk-00012.csv``; ``points.csv`` is the chunks streamed in point order.
+
+**Resume.** ``manifest.json`` is written before the first chunk, with a hash of
+the experiment (after command-line overrides) and its resolved base scenario, and
+a hash of the design. ``--resume`` refuses a changed experiment and runs only the
+chunks without a file. Every point draws from streams keyed by (root seed, point
+index) (DESIGN.md section 5), so the table is identical whatever the executor,
+worker count, chunk size or interruptions.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import math
 import multiprocessing
 import os
+import platform
+import sys
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .config import scenario_from_dict
 from .errors import ConfigError
+from .experiments import Sweep, load_experiment, rows_to_csv, run_chunk, salib_problem
+from .results import _git_commit, default_out_dir, dump_json, write_atomic
+from .runner import run_scenario
 
-__all__ = ["ExecutorHandle", "SerialExecutor", "available_cores", "open_executor"]
+__all__ = [
+    "ExecutorHandle",
+    "SerialExecutor",
+    "SweepResult",
+    "available_cores",
+    "check_new_out",
+    "check_resume",
+    "default_chunk_size",
+    "open_executor",
+    "run_sweep",
+]
 
+TARGET_TASK_SECONDS = 3.0  # default chunks run at least this long, to amortise the per-task overhead
+CHUNKS_PER_WORKER = 4  # ... but small sweeps still get this many chunks per worker, for load balance
 DASK_RETRIES = 2
 DASK_HINT = "pip install 'displacement-sim[dask]' (dask[distributed])"
 
@@ -91,9 +129,16 @@ def available_cores() -> int:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    """An explicit start-method context; the global start method stays as it is."""
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
+    """An explicit start-method context; the global start method stays as it is.
+
+    With ``forkserver`` the server imports the package once and every worker is
+    forked from it, so workers do not each pay the import (several seconds).
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["displacement_sim.experiments"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _import_dask(option: str) -> tuple[Any, Any]:
@@ -189,7 +234,329 @@ def _dask_remote(address: str, timeout: float) -> Iterator[ExecutorHandle]:
     try:
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
         ex = client.get_executor(retries=DASK_RETRIES, pure=False)
-        yield ExecutorHandle(ex, max(threads, 1), "dask", f"Dask scheduler {address} ({threads} worker threads)", client)
+        yield ExecutorHandle(
+            ex, max(threads, 1), "dask", f"Dask scheduler {address} ({threads} worker threads)", client
+        )
         ex.shutdown(wait=False)
     finally:
         client.close()
+
+
+# --- the sweep -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` produced."""
+
+    out: Path
+    table: Path
+    n_points: int
+    chunks_run: int
+    wall_seconds: float
+    sensitivity: dict[str, Any] | None = None
+    figures: list[Path] = field(default_factory=list)
+
+    def frame(self):
+        """The points table as a pandas DataFrame (one row per point)."""
+        import pandas as pd
+
+        return pd.read_csv(self.table, float_precision="round_trip")
+
+
+def _chunk_path(out: Path, c: int) -> Path:
+    return out / "chunks" / f"chunk-{c:05d}.csv"
+
+
+def _chunk_points(c: int, size: int, n: int) -> list[int]:
+    return list(range(c * size, min((c + 1) * size, n)))
+
+
+def estimate_point_seconds(sweep: Sweep, weeks: int = 20) -> float:
+    """Seconds one point takes, from a short pilot run of the base (``weeks`` weeks, scaled to the horizon)."""
+    exp = sweep.experiment
+    cfg = scenario_from_dict(copy.deepcopy(sweep.base))
+    pilot = min(weeks, cfg.weeks)
+    start = time.perf_counter()
+    run_scenario(cfg, exp.engine, exp.replications, seed=sweep.seed, weeks=pilot, point=0)
+    return (time.perf_counter() - start) * cfg.weeks / pilot
+
+
+def default_chunk_size(sweep: Sweep, workers: int) -> int:
+    """Points per task: enough for ~TARGET_TASK_SECONDS each, but at least CHUNKS_PER_WORKER chunks per worker."""
+    per_point = max(estimate_point_seconds(sweep), 1e-3)
+    by_time = math.ceil(TARGET_TASK_SECONDS / per_point)
+    by_balance = math.ceil(sweep.n_points / (CHUNKS_PER_WORKER * max(workers, 1)))
+    return max(1, min(by_time, by_balance))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out = {"displacement_sim": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for pkg in ("scipy", "SALib", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover
+            out[pkg] = "not installed"
+    return out
+
+
+def _new_manifest(sweep: Sweep, chunk_size: int) -> dict[str, Any]:
+    exp = sweep.experiment
+    return {
+        "experiment": exp.name,
+        "experiment_file": sweep.file,
+        "experiment_text": sweep.text,
+        "experiment_resolved": exp.model_dump(mode="json"),
+        "experiment_hash": sweep.experiment_hash,
+        "design": exp.design,
+        "design_hash": sweep.design.fingerprint(),
+        "n": exp.n,
+        "n_points": sweep.n_points,
+        "parameters": list(sweep.design.names),
+        "outcomes": list(exp.outcomes),
+        "replications": exp.replications,
+        "seed": sweep.seed,
+        "random_numbers": exp.streams,
+        "engine": exp.engine,
+        "chunk_size": chunk_size,
+        "n_chunks": math.ceil(sweep.n_points / chunk_size),
+        "base_config": scenario_from_dict(copy.deepcopy(sweep.base)).model_dump(mode="json"),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "running",
+        "sessions": [],
+        "wall_seconds": 0.0,
+    }
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    path = out / "manifest.json"
+    if not path.is_file():
+        raise ConfigError(
+            "nothing to resume: the folder has no manifest.json",
+            field="--resume",
+            given=str(out),
+            allowed="the --out folder of an earlier sweep",
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"unreadable manifest.json ({err})", file=path) from None
+
+
+def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
+    """The manifest of the sweep in ``out``, if it is this experiment; else a ConfigError (exit 2)."""
+    manifest = _read_manifest(out)
+    if manifest.get("experiment_hash") != sweep.experiment_hash:
+        raise ConfigError(
+            "the experiment file or its base scenario changed since this sweep started; "
+            "refusing to mix results of different experiments",
+            file=sweep.file,
+            field="--resume",
+            given=str(out),
+            allowed="the unchanged experiment (same file, --n and --replications), or a new --out folder",
+        )
+    if manifest.get("design_hash") != sweep.design.fingerprint():
+        raise ConfigError(
+            "the design drawn now differs from the stored one (a different SALib or scipy version?)",
+            file=sweep.file,
+            field="--resume",
+            given=manifest.get("versions"),
+            allowed="resume with the library versions recorded in manifest.json",
+        )
+    return manifest
+
+
+def check_new_out(out: Path) -> None:
+    """Refuse an existing, non-empty output folder (with a hint to ``--resume`` a sweep)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        hint = "; add --resume to complete it" if (out / "manifest.json").is_file() else ""
+        raise ConfigError(
+            f"output folder exists and is not empty{hint}",
+            field="--out",
+            given=str(out),
+            allowed="a new or empty folder",
+        )
+
+
+def run_sweep(
+    sweep: Sweep | str | Path,
+    out: str | Path | None = None,
+    *,
+    executor: ExecutorHandle | Executor | None = None,
+    chunk_size: int | None = None,
+    resume: bool = False,
+    figures: bool = True,
+    progress: bool | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> SweepResult:
+    """Run a sweep into ``out``: chunk files as they finish, then the table, indices, figures and manifest.
+
+    Args:
+        sweep: a loaded experiment (:func:`load_experiment`) or its file.
+        out: results folder (default ``results/<experiment>-<timestamp>-<id>``).
+        executor: an :class:`~.executors.ExecutorHandle` or any ``concurrent.futures.Executor``
+            (default: serial, in this process).
+        chunk_size: points per task (default: sized by a pilot run, see :func:`default_chunk_size`).
+        resume: complete the sweep already in ``out`` (same experiment; its chunk size is kept).
+        figures: write PNG figures.
+        progress: show a progress bar (default: when stderr is a terminal).
+        on_chunk: called with each chunk number written (for tests and monitoring).
+
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_experiment(sweep)
+    if isinstance(executor, ExecutorHandle):
+        handle = executor
+    elif executor is None:
+        handle = ExecutorHandle(SerialExecutor(), 1, "serial", "serial (in this process)")
+    else:
+        handle = ExecutorHandle(executor, getattr(executor, "_max_workers", 2), "custom", type(executor).__name__)
+    start = time.perf_counter()
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs the folder to complete", field="--out", allowed="--out DIR")
+        out = Path(out)
+        manifest = check_resume(sweep, out)
+    else:
+        out = Path(out) if out is not None else default_out_dir(sweep.experiment.name)
+        check_new_out(out)
+        manifest = _new_manifest(sweep, chunk_size or default_chunk_size(sweep, handle.workers))
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "manifest.json", dump_json(manifest))
+    size = int(manifest["chunk_size"])
+    n_chunks = math.ceil(sweep.n_points / size)
+    for stale in (out / "chunks").glob(".*.tmp"):  # a temporary file left by a killed run
+        stale.unlink(missing_ok=True)
+    todo = [c for c in range(n_chunks) if not _chunk_path(out, c).is_file()]
+    done_points = sweep.n_points - sum(len(_chunk_points(c, size, sweep.n_points)) for c in todo)
+    session = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "executor": handle.description,
+        "resumed": resume,
+        "chunks_run": 0,
+    }
+    _execute(sweep, out, handle, todo, size, done_points, progress, on_chunk, session)
+    table = _assemble(sweep, out, size, n_chunks)
+    sens = _analyse(sweep, table, out)
+    figs = _figures(sweep, table, out, sens) if figures else []
+    session["wall_seconds"] = round(time.perf_counter() - start, 3)
+    manifest["sessions"].append(session)
+    manifest["wall_seconds"] = round(sum(s["wall_seconds"] for s in manifest["sessions"]), 3)
+    manifest["executor"] = handle.description
+    manifest["status"] = "complete"
+    write_atomic(out / "manifest.json", dump_json(manifest))
+    return SweepResult(out, table, sweep.n_points, session["chunks_run"], session["wall_seconds"], sens, figs)
+
+
+def _execute(
+    sweep: Sweep,
+    out: Path,
+    handle: ExecutorHandle,
+    todo: list[int],
+    size: int,
+    done_points: int,
+    progress: bool | None,
+    on_chunk: Callable[[int], None] | None,
+    session: dict[str, Any],
+) -> None:
+    """Submit the missing chunks (a bounded number in flight) and write each one atomically as it finishes."""
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    columns = sweep.columns
+    pending = iter(todo)
+    in_flight: dict[Any, int] = {}
+    bar = tqdm(
+        total=sweep.n_points, initial=done_points, unit="pt", desc=sweep.experiment.name, disable=not show, leave=False
+    )
+    try:
+        while True:
+            while len(in_flight) < handle.max_in_flight:
+                c = next(pending, None)
+                if c is None:
+                    break
+                idx = _chunk_points(c, size, sweep.n_points)
+                in_flight[handle.executor.submit(run_chunk, sweep.for_points(idx), idx)] = c
+            if not in_flight:
+                break
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=in_flight.__getitem__):
+                c = in_flight.pop(future)
+                rows = future.result()
+                write_atomic(_chunk_path(out, c), rows_to_csv(columns, rows))
+                session["chunks_run"] += 1
+                bar.update(len(rows))
+                if on_chunk is not None:
+                    on_chunk(c)
+    finally:
+        for future in in_flight:
+            future.cancel()
+        bar.close()
+
+
+def _assemble(sweep: Sweep, out: Path, size: int, n_chunks: int) -> Path:
+    """``points.csv``: the chunks in point order, streamed (memory does not grow with the sweep)."""
+    table = out / "points.csv"
+    tmp = out / ".points.csv.tmp"
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        fh.write(rows_to_csv(sweep.columns, []))
+        for c in range(n_chunks):
+            path = _chunk_path(out, c)
+            with path.open(encoding="utf-8", newline="") as chunk:
+                header = chunk.readline().rstrip("\n").split(",")
+                expected = _chunk_points(c, size, sweep.n_points)
+                body = chunk.read()
+            points = [int(line.split(",", 1)[0]) for line in body.splitlines()]
+            if header != sweep.columns or points != expected:
+                raise ConfigError(
+                    "chunk file does not belong to this sweep",
+                    file=path,
+                    given=f"points {points[:3]}...",
+                    allowed=f"points {expected[0]}-{expected[-1]}",
+                )
+            fh.write(body)
+    tmp.replace(table)
+    return table
+
+
+def _analyse(sweep: Sweep, table: Path, out: Path) -> dict[str, Any] | None:
+    """``sensitivity.json`` for Sobol' and Morris designs (indices of each outcome's point means)."""
+    exp = sweep.experiment
+    if exp.design not in ("sobol", "morris"):
+        return None
+    import pandas as pd
+
+    from . import sensitivity as sa
+
+    df = pd.read_csv(table, float_precision="round_trip")
+    x = df[list(sweep.design.names)].to_numpy(dtype=float)
+    sens = sa.analyze_outcomes(
+        exp.design,
+        salib_problem(exp.parameters),
+        x,
+        {o: df[f"{o}_mean"].to_numpy(dtype=float) for o in exp.outcomes},
+        second_order=exp.second_order,
+        levels=exp.morris_levels,
+        seed=sweep.seed,
+    )
+    sens["n"] = exp.n
+    sens["n_points"] = sweep.n_points
+    sens["replications"] = exp.replications
+    write_atomic(out / "sensitivity.json", dump_json(sens))
+    return sens
+
+
+def _figures(sweep: Sweep, table: Path, out: Path, sens: dict[str, Any] | None) -> list[Path]:
+    import pandas as pd
+
+    from .sensitivity import sweep_figures
+
+    df = pd.read_csv(table, float_precision="round_trip")
+    exp = sweep.experiment
+    return sweep_figures(df, exp.design, sweep.design.names, exp.outcomes, sens, out / "figures")

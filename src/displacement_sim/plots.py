@@ -22,18 +22,21 @@ from importlib import resources
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display needed; figures are only saved
 
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 __all__ = [
     "OKABE_ITO",
     "coast_outline",
     "comparison_figures",
+    "flow_bands",
+    "flow_groups",
     "plot_flows",
     "plot_port_changes",
     "plot_port_map",
@@ -43,7 +46,9 @@ __all__ = [
 ]
 
 # Okabe & Ito (2008), "Color universal design": distinguishable with every common colour-vision deficiency.
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999")
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#999999", "#F0E442")
+SMOOTH_WEEKS = 13  # flows over time are shown as 13-week (quarterly) trailing means
+TOP_PORTS = 4  # ports drawn individually in the flows figure; the rest are "other ports"
 DIVERGING = "PuOr_r"  # ColorBrewer PuOr (colour-blind safe): purple = less flow, orange = more
 GROUP_COLOURS = {"A": "#0072B2", "B": "#E69F00", "O": "#009E73", "outside": "#999999"}
 GROUP_LABELS = {
@@ -55,7 +60,7 @@ GROUP_LABELS = {
 
 
 def t_per_year(kg: float | None, weeks_eval: int) -> float | None:
-    """kg over an evaluation window of ``weeks_eval`` weeks -> tonnes per year."""
+    """Kg over an evaluation window of ``weeks_eval`` weeks -> tonnes per year."""
     return None if kg is None else kg * 52 / max(weeks_eval, 1) / 1000
 
 
@@ -95,7 +100,8 @@ def plot_flows(
         flow_bands: ``comparison.json["flow_bands"]``: ``groups``, ``unit``, ``smoothing_weeks``, ``band``
             and ``series[key][group] = {mean, p10, p90}`` (p10/p90 None: means only).
         titles: panel title per scenario key (default: the key).
-        warmup_weeks: shade the warm-up; intervention_weeks: a dashed line per scenario key.
+        warmup_weeks: weeks of warm-up, shaded.
+        intervention_weeks: scenario key -> first intervention week, drawn as a dashed line.
 
     """
     series = flow_bands["series"]
@@ -113,7 +119,7 @@ def plot_flows(
             ax.plot(weeks, data["mean"], color=colour, lw=1.4, label=name)
             if data.get("p10") is not None:
                 has_band = True
-                ax.fill_between(weeks, data["p10"], data["p90"], color=colour, alpha=0.18, lw=0)
+                ax.fill_between(weeks, data["p10"], data["p90"], color=colour, alpha=0.13, lw=0)
         if warmup_weeks:
             ax.axvspan(0, warmup_weeks, color="#dddddd", alpha=0.6, lw=0)
         week = (intervention_weeks or {}).get(key)
@@ -127,9 +133,10 @@ def plot_flows(
     smooth = flow_bands.get("smoothing_weeks")
     band_txt = flow_bands.get("band") or "no band"
     handles = [Line2D([], [], color=OKABE_ITO[g % len(OKABE_ITO)], lw=1.6, label=n) for g, n in enumerate(groups)]
-    handles.append(Line2D([], [], color="black", lw=1.2, label="line: mean over replications"))
     if has_band:
-        handles.append(Patch(color="#555555", alpha=0.25, label=f"band: {band_txt}"))
+        handles.append(Patch(color="#555555", alpha=0.25, label=f"lines: mean; bands: {band_txt}"))
+    else:
+        handles.append(Patch(color="white", label="lines: mean over replications"))
     if warmup_weeks:
         handles.append(Patch(color="#dddddd", label="warm-up (not evaluated)"))
     if intervention_weeks and any(w is not None for w in intervention_weeks.values()):
@@ -139,6 +146,44 @@ def plot_flows(
     extra = "" if has_band else " (means only: one replication or no per-replication series, so no band)"
     fig.suptitle(f"Cocaine shipped through the top ports over time ({what}){extra}", fontsize=11)
     return fig
+
+
+def flow_bands(shipped: np.ndarray, groups: Mapping[str, Sequence[int]], weeks_window: int = SMOOTH_WEEKS) -> dict:
+    """Mean and 10-90% band over replications of each group's trailing-mean flow, t/yr.
+
+    Args:
+        shipped: (R, weeks, P+1) shipped kg per week, the last column 'elsewhere'.
+        groups: group name -> column indices summed into it (see :func:`flow_groups`).
+        weeks_window: length of the trailing mean (partial at the start).
+
+    """
+    kg = np.stack([shipped[:, :, idx].sum(axis=2) for idx in groups.values()], axis=2)  # (R, W, G)
+    csum = np.cumsum(kg, axis=1)
+    lag = np.zeros_like(csum)
+    lag[:, weeks_window:] = csum[:, :-weeks_window]
+    width = np.minimum(np.arange(1, kg.shape[1] + 1), weeks_window)[None, :, None]
+    t_yr = (csum - lag) / width * 52 / 1000
+    mean = t_yr.mean(axis=0)
+    lo, hi = np.percentile(t_yr, [10, 90], axis=0) if kg.shape[0] > 1 else (None, None)
+    out = {}
+    for g, name in enumerate(groups):
+        out[name] = {
+            "mean": np.round(mean[:, g], 4).tolist(),
+            "p10": None if lo is None else np.round(lo[:, g], 4).tolist(),
+            "p90": None if hi is None else np.round(hi[:, g], 4).tolist(),
+        }
+    return out
+
+
+def flow_groups(mean_flow: np.ndarray, order: Sequence[str], names: Mapping[str, str]) -> dict[str, list[int]]:
+    """The top ports by ``mean_flow`` each on its own, the rest as 'other ports', and 'elsewhere' (column P)."""
+    top = [int(i) for i in np.argsort(-mean_flow, kind="stable")[:TOP_PORTS]]
+    rest = [i for i in range(len(order)) if i not in top]
+    groups = {names[order[i]]: [i] for i in top}
+    if rest:
+        groups["other ports"] = rest
+    groups["elsewhere (other routes)"] = [len(order)]
+    return groups
 
 
 # --- shares before and after ------------------------------------------------------------------------
@@ -157,7 +202,7 @@ def plot_shares(summaries: Mapping[str, Mapping[str, Any]], ports: Sequence[Mapp
     n = len(labels)
     height = 0.8 / max(n, 1)
     first = next(iter(summaries.values()))
-    order = sorted(ports, key=lambda p: (first["ports"][p["id"]]["share"]["mean"] or 0.0))
+    order = sorted(ports, key=lambda p: first["ports"][p["id"]]["share"]["mean"] or 0.0)
     has_ci = False
     for j, label in enumerate(labels):
         means, errs = [], [[], []]
@@ -169,7 +214,7 @@ def plot_shares(summaries: Mapping[str, Mapping[str, Any]], ports: Sequence[Mapp
             errs[0].append(100 * (m - lo) if lo is not None else 0.0)
             errs[1].append(100 * (hi - m) if hi is not None else 0.0)
             has_ci |= lo is not None
-        y = [i + (j - (n - 1) / 2) * height for i in range(len(order))]
+        y = [i - (j - (n - 1) / 2) * height for i in range(len(order))]  # control on top of each group
         ax.barh(
             y,
             means,
@@ -218,7 +263,8 @@ def plot_port_changes(
 
     Args:
         comparisons: label -> a ``comparison.json["comparisons"]`` entry.
-        ports: the ``comparison.json["ports"]`` list; weeks_eval: length of the evaluation window.
+        ports: the ``comparison.json["ports"]`` list.
+        weeks_eval: length of the evaluation window in weeks (to convert kg to t/yr).
 
     """
     labels = list(comparisons)
@@ -290,19 +336,32 @@ def plot_port_map(
         for group in ("coast", "borders"):
             for line in coast.get(group, {}).values():
                 xs, ys = zip(*line, strict=True)
-                ax.plot(xs, ys, color="#9a9a9a" if group == "coast" else "#c4c4c4", lw=0.8 if group == "coast" else 0.6,
-                        ls="-" if group == "coast" else ":")
+                ax.plot(
+                    xs,
+                    ys,
+                    color="#9a9a9a" if group == "coast" else "#c4c4c4",
+                    lw=0.8 if group == "coast" else 0.6,
+                    ls="-" if group == "coast" else ":",
+                )
         xs = [p["lon"] for p in ports]
         ys = [p["lat"] for p in ports]
         sizes = [size(flows[label].get(p["id"]) or 0.0) for p in ports]
         if changes is not None:
             cvals = [changes[label].get(p["id"]) or 0.0 for p in ports]
-            sc = ax.scatter(xs, ys, s=sizes, c=cvals, cmap=cmap, norm=norm, edgecolors="black", linewidths=0.5, zorder=3)
+            sc = ax.scatter(
+                xs, ys, s=sizes, c=cvals, cmap=cmap, norm=norm, edgecolors="black", linewidths=0.5, zorder=3
+            )
         else:
             ax.scatter(xs, ys, s=sizes, color=OKABE_ITO[0], alpha=0.8, edgecolors="black", linewidths=0.5, zorder=3)
-        ranked = sorted(ports, key=lambda p: -(flows[label].get(p["id"]) or 0.0))
-        for p in ranked[:9]:
-            ax.annotate(p["name"], (p["lon"], p["lat"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        ranked = sorted(ports, key=lambda p: -(flows[label].get(p["id"]) or 0.0))[:9]
+        for p in ranked:
+            radius = math.sqrt(size(flows[label].get(p["id"]) or 0.0)) / 2
+            # a labelled port just east of this one at about the same latitude: put this label on the left
+            crowded = any(0 < q["lon"] - p["lon"] < 1.5 and abs(q["lat"] - p["lat"]) < 0.35 for q in ranked)
+            offset, ha = ((-radius - 2, -3), "right") if crowded else ((radius + 2, -3), "left")
+            ax.annotate(
+                p["name"], (p["lon"], p["lat"]), xytext=offset, textcoords="offset points", fontsize=7, ha=ha, zorder=4
+            )
         ax.set_xlim(-0.2, 10.8)
         ax.set_ylim(48.9, 54.8)
         ax.set_aspect(1 / math.cos(math.radians(51.5)))
@@ -311,12 +370,28 @@ def plot_port_map(
         ax.set_title(label, fontsize=10)
     refs = [r for r in (10, 100, 500) if r <= fmax * 1.2] or [round(fmax, 1)]
     handles = [
-        Line2D([], [], ls="", marker="o", markersize=math.sqrt(size(r)), markerfacecolor="white",
-               markeredgecolor="black", label=f"{r:g} t/yr")
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markersize=math.sqrt(size(r)),
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label=f"{r:g} t/yr",
+        )
         for r in refs
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) + 1, fontsize=8, frameon=False,
-               title="bubble area: flow shipped through the port (mean over replications)", title_fontsize=8)
+    axes[0].legend(
+        handles=handles,
+        loc="lower right",
+        fontsize=7,
+        labelspacing=1.6,
+        borderpad=1.0,
+        title="bubble area: flow\n(mean over replications)",
+        title_fontsize=7,
+        framealpha=0.9,
+    )
     if sc is not None:
         cbar = fig.colorbar(sc, ax=axes, shrink=0.8)
         cbar.set_label("change in flow against the control, t/yr (mean)")
@@ -335,25 +410,56 @@ def plot_seizures(summaries: Mapping[str, Mapping[str, Any]], weeks_eval: int) -
     fig, axes = _new_figure(2 if dismantled else 1, panel_size=(5.5, 3.6))
     has_ci = False
 
-    def bars(ax, values: list[tuple[float, float | None, float | None]], colour: str, offset: float, width: float,
-             label: str | None) -> None:
+    def bars(
+        ax,
+        values: list[tuple[float, float | None, float | None]],
+        colour: str,
+        offset: float,
+        width: float,
+        label: str | None,
+    ) -> None:
         nonlocal has_ci
         means = [v[0] for v in values]
         ci = all(v[1] is not None for v in values)
         has_ci |= ci
-        err = [[m - v[1] for m, v in zip(means, values, strict=True)],
-               [v[2] - m for m, v in zip(means, values, strict=True)]] if ci else None
-        ax.bar([i + offset for i in range(len(values))], means, width=width, color=colour, yerr=err,
-               error_kw={"lw": 0.9, "capsize": 3}, label=label)
+        err = (
+            [
+                [m - v[1] for m, v in zip(means, values, strict=True)],
+                [v[2] - m for m, v in zip(means, values, strict=True)],
+            ]
+            if ci
+            else None
+        )
+        ax.bar(
+            [i + offset for i in range(len(values))],
+            means,
+            width=width,
+            color=colour,
+            yerr=err,
+            error_kw={"lw": 0.9, "capsize": 3},
+            label=label,
+        )
 
     def tyr(d: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
         return (t_per_year(d["mean"], weeks_eval) or 0.0, *(t_per_year(x, weeks_eval) for x in d["ci95"]))
 
     ax = axes[0]
-    bars(ax, [tyr(s["metrics"]["seized_kg"]) for s in summaries.values()], OKABE_ITO[0], -0.2, 0.4,
-         "at the modelled ports")
-    bars(ax, [tyr(s["metrics"]["elsewhere_seized_kg"]) for s in summaries.values()], OKABE_ITO[1], 0.2, 0.4,
-         "elsewhere (other routes)")
+    bars(
+        ax,
+        [tyr(s["metrics"]["seized_kg"]) for s in summaries.values()],
+        OKABE_ITO[0],
+        -0.2,
+        0.4,
+        "at the modelled ports",
+    )
+    bars(
+        ax,
+        [tyr(s["metrics"]["elsewhere_seized_kg"]) for s in summaries.values()],
+        OKABE_ITO[1],
+        0.2,
+        0.4,
+        "elsewhere (other routes)",
+    )
     ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=15)
     ax.set_ylabel("cocaine seized, t/yr")
     ax.set_title("Seizures", fontsize=10)
@@ -372,8 +478,8 @@ def plot_seizures(summaries: Mapping[str, Mapping[str, Any]], weeks_eval: int) -
         ax.grid(axis="y", alpha=0.3)
         title = "Seizures and networks dismantled per scenario"
     else:
-        title = "Seizures per scenario (networks dismantled: not recorded by this model version, so not shown)"
-    title += " (bars: mean; whiskers: 95% CI)" if has_ci else " (means only: one replication, no CI)"
+        title = "Seizures per scenario\n(networks dismantled: not recorded by this model version, so not shown)"
+    title += "\nbars: mean over replications; whiskers: 95% CI" if has_ci else "\nmeans only: one replication, no CI"
     fig.suptitle(title, fontsize=11)
     return fig
 
@@ -398,15 +504,18 @@ def comparison_figures(comparison: Mapping[str, Any]) -> dict[str, Figure]:
     figs["shares"] = plot_shares(summaries, ports)
     comps = comparison.get("comparisons") or {}
     if comps:
-        figs["changes"] = plot_port_changes({f"{k} vs {comparison['control']}": v for k, v in comps.items()}, ports,
-                                            weeks_eval)
+        figs["changes"] = plot_port_changes(
+            {f"{k} vs {comparison['control']}": v for k, v in comps.items()}, ports, weeks_eval
+        )
     flows = {
         k: {p["id"]: t_per_year(summaries[k]["ports"][p["id"]]["shipped_kg"]["mean"], weeks_eval) for p in ports}
         for k in (comps or summaries)
     }
     changes = (
-        {k: {p: t_per_year(d["shipped_kg"]["mean"], weeks_eval) for p, d in v["port_differences"].items()}
-         for k, v in comps.items()}
+        {
+            k: {p: t_per_year(d["shipped_kg"]["mean"], weeks_eval) for p, d in v["port_differences"].items()}
+            for k, v in comps.items()
+        }
         if comps
         else None
     )

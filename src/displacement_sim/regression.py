@@ -99,7 +99,8 @@ def snapshot(
 
     Args:
         scenario: scenario file (default ``scenarios/baseline.yaml``).
-        replications, seed: the batch (vectorized engine, full horizon, default evaluation window).
+        replications: replications of the batch (vectorized engine, full horizon, default evaluation window).
+        seed: root seed of the batch.
         overrides: dotted-path overrides, as in :func:`displacement_sim.load_scenario` (used to
             check that a changed parameter breaks the baseline).
 
@@ -176,7 +177,9 @@ class Comparison:
         if self.ok:
             lines.append(f"regression baseline reproduced (relative tolerance {self.rtol:g})")
         else:
-            lines.append(f"{len(self.mismatches)} value(s) differ from the baseline (relative tolerance {self.rtol:g}):")
+            lines.append(
+                f"{len(self.mismatches)} value(s) differ from the baseline (relative tolerance {self.rtol:g}):"
+            )
             lines += [f"  {m}" for m in self.mismatches]
             lines.append("if the change is intended, regenerate with: python -m displacement_sim.regression --update")
         return "\n".join(lines)
@@ -217,7 +220,9 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any]) -> Compari
             f"last bits, so the loose relative tolerance {RTOL_OTHER_NUMPY:g} is used instead of {RTOL_SAME_NUMPY:g}"
         )
     if reference.get("config_sha256") != current.get("config_sha256"):
-        notes.append("note: the resolved scenario (with schema defaults) differs from the one the baseline was made from")
+        notes.append(
+            "note: the resolved scenario (with schema defaults) differs from the one the baseline was made from"
+        )
     ref, cur = _flatten(reference), _flatten(current)
     mismatches = [
         Mismatch(name, expected, cur.get(name))
@@ -283,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = snapshot(scenario, replications=args.replications, seed=args.seed)
         write_file(record, path)
         s = record["settings"]
-        print(f"wrote {path}: {s['scenario']}, {s['replications']} replications, seed {s['seed']}, numpy {np.__version__}")
+        print(
+            f"wrote {path}: {s['scenario']}, {s['replications']} replications, seed {s['seed']}, numpy {np.__version__}"
+        )
         return 0
     if not path.is_file():
         print(

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .plots import comparison_figures, t_per_year
+from .plots import SMOOTH_WEEKS, TOP_PORTS, comparison_figures, t_per_year
 from .results import BatchResult, dump_json, write_atomic, write_results
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "build_report_html",
     "load_results_folder",
     "rebuild_report",
+    "verdict",
     "write_comparison_folder",
 ]
 
@@ -88,7 +89,10 @@ def _tyr(d: Mapping[str, Any], weeks: int, key: str = "ci95") -> tuple[str, str]
 
 def _pct(d: Mapping[str, Any], key: str = "ci95") -> tuple[str, str]:
     lo, hi = d.get(key, [None, None])
-    scale = (lambda v: None if v is None else 100 * v)
+
+    def scale(v: float | None) -> float | None:
+        return None if v is None else 100 * v
+
     return _num(scale(d["mean"])), _ci(scale(lo), scale(hi))
 
 
@@ -132,10 +136,10 @@ COUNT_ROWS = (
 
 def _summary_section(comp: Mapping[str, Any], weeks: int) -> str:
     keys = [s["key"] for s in comp["scenarios"]]
-    head = ["quantity", *[f"{k} mean" for k in keys], *[f"{k} 95% CI" for k in keys]]
+    head = ["quantity", *[f"{k}: mean (95% CI)" for k in keys]]
 
     def row(label: str, cells: list[tuple[str, str]]) -> list[str]:
-        return [label, *[c[0] for c in cells], *[c[1] for c in cells]]
+        return [label, *[m if ci == "–" else f"{m} ({ci})" for m, ci in cells]]
 
     rows = []
     for m, label in MASS_ROWS:
@@ -204,7 +208,11 @@ def _comparison_section(key: str, entry: Mapping[str, Any], comp: Mapping[str, A
             f"a value between {_num(pr.get('p10'), '{:.2f}')} and {_num(pr.get('p90'), '{:.2f}')}.</p>"
         )
     rows = []
-    for m, label in (*MASS_ROWS, ("total_delivered_kg", "delivered, all routes"), ("total_seized_kg", "seized, all routes")):
+    for m, label in (
+        *MASS_ROWS,
+        ("total_delivered_kg", "delivered, all routes"),
+        ("total_seized_kg", "seized, all routes"),
+    ):
         d = entry["differences"].get(m)
         if d is None:
             continue
@@ -241,7 +249,9 @@ def _comparison_section(key: str, entry: Mapping[str, Any], comp: Mapping[str, A
         )
     parts.append("<h3>Per port (t/yr)</h3>")
     parts.append(
-        _table(["port", "flow, control", "flow, scenario", "change", "paired 95% CI", "change in seized", "95% CI"], rows)
+        _table(
+            ["port", "flow, control", "flow, scenario", "change", "paired 95% CI", "change in seized", "95% CI"], rows
+        )
     )
     return "\n".join(parts)
 
@@ -268,9 +278,8 @@ def _assumptions_section(comp: Mapping[str, Any], manifests: Mapping[str, Mappin
         if cfg is None:
             continue
         text = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=110)
-        parts.append(
-            f"<details><summary>Resolved configuration of {_e(s['key'])} (YAML)</summary><pre>{_e(text)}</pre></details>"
-        )
+        summary = f"<summary>Resolved configuration of {_e(s['key'])} (YAML)</summary>"
+        parts.append(f"<details>{summary}<pre>{_e(text)}</pre></details>")
     return "\n".join(parts)
 
 
@@ -328,6 +337,92 @@ def build_report_html(
     return "\n".join(parts)
 
 
+# --- the verdict -----------------------------------------------------------------------------------
+
+
+def _pct_change(r: dict[str, Any], what: str, *, one_rep: bool) -> str:
+    """``"falls 38% (95% CI 33-42%)"`` from a relative change."""
+    v = r.get("value")
+    if v is None:
+        return f"{what}: change not estimable ({r.get('note')})"
+    lo, hi = r["ci95"]
+    if lo is None:
+        word = "falls" if v < 0 else "rises"
+        return f"{what} {word} {abs(v):.0%} ({'one replication, no CI' if one_rep else 'no CI'})"
+    if lo <= 0 <= hi:
+        return f"{what} does not change measurably ({_spct(v)}, 95% CI {_spct(lo)} to {_spct(hi)})"
+    word = "falls" if v < 0 else "rises"
+    a, b = sorted((abs(lo), abs(hi)))
+    return f"{what} {word} {abs(v):.0%} (95% CI {100 * a:.0f}-{100 * b:.0f}%)"
+
+
+def _spct(x: float) -> str:
+    """Signed whole percent, without a minus sign on a rounded zero."""
+    return "0%" if round(100 * x) == 0 else f"{x:+.0%}"
+
+
+def _snum(x: float) -> str:
+    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}"
+
+
+def _share(r: dict[str, Any]) -> str:
+    v, (lo, hi) = r["value"], r["ci95"]
+    return f"{v:.0%}" if lo is None else f"{v:.0%} (95% CI {lo:.0%} to {hi:.0%})"
+
+
+def verdict(entry: dict[str, Any], names: dict[str, str]) -> str:
+    """A short plain-language verdict generated from a comparison entry's numbers."""
+    rel = entry["relative_change"]
+    one_rep = entry["differences"]["shipped_kg"]["n"] < 2
+    parts = []
+    tgt = entry["targets"]
+    if tgt and "targeted_shipped_kg" in rel:
+        where = ", ".join(names.get(p, p) for p in tgt)
+        parts.append(
+            _pct_change(rel["targeted_shipped_kg"], f"Flow through the targeted ports ({where})", one_rep=one_rep)
+        )
+        dr = entry["displacement_ratio"]
+        dec = entry["decomposition"]
+        if dr["value"] is not None:
+            gains = [
+                (d["shipped_kg"]["mean"], names.get(p, p))
+                for p, d in entry["port_differences"].items()
+                if p not in tgt and d["shipped_kg"]["mean"] is not None
+            ]
+            gains.append((dec["components"]["E"]["kg"]["mean"], "other routes (elsewhere)"))
+            gains = sorted((g for g in gains if g[0] > 0), reverse=True)
+            total_gain = sum(g for g, _ in gains)
+            top = [n for g, n in gains[:3] if g >= 0.1 * total_gain][:3]
+            if dr["value"] >= 0:
+                text = f"{_share(dr)} of it reappears at other ports and routes"
+                if top:
+                    text += ", mostly " + " and ".join([", ".join(top[:-1]), top[-1]] if len(top) > 1 else top)
+            else:
+                text = f"flow also falls elsewhere (diffusion of benefits: displacement ratio {_share(dr)})"
+            parts.append(text)
+            held = dec["components"]["H"]["share_of_drop"]
+            if held["value"] is not None and abs(held["value"]) >= 0.05:
+                parts.append(f"{_share(held)} is held back (deterred)")
+            lost = dec["components"]["X"]["share_of_drop"]
+            if lost["value"] is not None and abs(lost["value"]) >= 0.05:
+                parts.append(f"{_share(lost)} is capacity lost to dismantled networks")
+        elif dr.get("note"):
+            parts.append(f"displacement ratio not estimable ({dr['note'].removeprefix('undefined: ')})")
+    else:
+        parts.append("No targeted ports (the scenario changes no port's fields against the control)")
+    parts.append(_pct_change(rel["total_delivered_kg"], "total delivered (all routes)", one_rep=one_rep))
+    parts.append(_pct_change(rel["seized_kg"], "the amount seized at the modelled ports", one_rep=one_rep))
+    dis = entry["differences"].get("networks_dismantled")
+    if dis is not None and dis["mean"] is not None:
+        lo, hi = dis["ci95"]
+        ci = "" if lo is None else f", 95% CI {_snum(lo)} to {_snum(hi)}"
+        same = lo is not None and lo <= 0 <= hi
+        word = "no measurable change in networks dismantled" if same else "networks dismantled per run"
+        parts.append(f"{word} ({_snum(dis['mean'])}{ci})")
+    text = "; ".join(parts) + "."
+    return text[0].upper() + text[1:]
+
+
 # --- writing and rebuilding -----------------------------------------------------------------------------
 
 
@@ -357,7 +452,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError("file missing from the results folder", file=path, allowed="a complete results folder") from None
+        raise ConfigError(
+            "file missing from the results folder", file=path, allowed="a complete results folder"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"not valid JSON ({err})", file=path) from None
     if not isinstance(data, dict):
@@ -374,19 +471,36 @@ def _run_as_comparison(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         key = summary["scenario"]
         eval_weeks = summary["eval_weeks"]
         ports = [
-            {"id": pid, "name": p["name"], "kind": p["kind"], "country": p["country"], "lon": p["lon"], "lat": p["lat"],
-             "buffer": p.get("buffer", [])}
+            {
+                "id": pid,
+                "name": p["name"],
+                "kind": p["kind"],
+                "country": p["country"],
+                "lon": p["lon"],
+                "lat": p["lat"],
+                "buffer": p.get("buffer", []),
+            }
             for pid, p in cfg["ports"].items()
         ]
         first = min((iv["week"] for iv in cfg.get("interventions", [])), default=None)
         comp: dict[str, Any] = {
             "control": None,
             "scenarios": [
-                {"key": key, "name": key, "description": (cfg.get("description") or "").strip(), "folder": ".",
-                 "first_intervention_week": first,
-                 "interventions": [{"week": iv["week"], "label": iv.get("label", ""),
-                                    "set": {k: repr(v) for k, v in iv["set"].items()}}
-                                   for iv in cfg.get("interventions", [])]}
+                {
+                    "key": key,
+                    "name": key,
+                    "description": (cfg.get("description") or "").strip(),
+                    "folder": ".",
+                    "first_intervention_week": first,
+                    "interventions": [
+                        {
+                            "week": iv["week"],
+                            "label": iv.get("label", ""),
+                            "set": {k: repr(v) for k, v in iv["set"].items()},
+                        }
+                        for iv in cfg.get("interventions", [])
+                    ],
+                }
             ],
             "seed": summary["seed"],
             "replications": summary["replications"],
@@ -400,7 +514,9 @@ def _run_as_comparison(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "provenance": {k: manifest.get(k) for k in ("version", "git_commit", "numpy", "created")},
         }
     except (KeyError, TypeError) as err:
-        raise ConfigError(f"results folder lacks a field: {err}", file=folder, allowed="a folder written by run") from None
+        raise ConfigError(
+            f"results folder lacks a field: {err}", file=folder, allowed="a folder written by run"
+        ) from None
     series_path = folder / "series.csv"
     if series_path.is_file():
         comp["flow_bands"] = _flow_means_from_csv(series_path, ports, key)
@@ -409,8 +525,6 @@ def _run_as_comparison(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _flow_means_from_csv(path: Path, ports: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
     """Flow means per top port from a run's ``series.csv`` (means add and smooth exactly; quantiles do not)."""
-    from .compare import SMOOTH_WEEKS, TOP_PORTS
-
     df = pd.read_csv(path)
     df = df[df["variable"] == "shipped_kg"]
     wide = df.pivot(index="week", columns="port", values="mean").sort_index()
@@ -446,7 +560,7 @@ def load_results_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 sub = folder / s["folder"]
                 manifests[s["key"]] = _read_json(sub / "manifest.json")
                 _read_json(sub / "summary.json")
-            comp["eval_weeks"]  # noqa: B018 - presence check
+            comp["eval_weeks"]
         except (KeyError, TypeError) as err:
             raise ConfigError(
                 f"comparison.json lacks a field: {err}", file=folder / "comparison.json", allowed="a compare folder"

@@ -284,6 +284,11 @@ class InfoExchange(Strict):
         description="weeks until a shared gain is usable by the partner; ordinary 4 (1-12), real time 0-1 "
         "(Directive 2023/977 deadlines; Benelux treaty in force 2023)",
     )
+    requests_per_case: NonNeg = Field(
+        3.0,
+        description="requests to the partner a national case on a shared (cross-border) target makes, each "
+        "waiting delay_weeks; assumed 1-6 (European Investigation Orders: 30+30 days to recognise, 90 to execute)",
+    )
 
 
 class HVT(Strict):
@@ -403,6 +408,16 @@ class Intel(Strict):
         0.2, description="intel gained per seizure of the network's load in the agency's ports; assumed 0.1-0.4"
     )
     gain_case: Rate = Field(0.05, description="weekly intel gained from an active case; assumed 0.02-0.1")
+    gain_home: Rate = Field(
+        0.005,
+        description="weekly intel gained on networks based in the agency's own country (informants, domestic "
+        "cases); assumed 0-0.02 (steady state for a home network: gain_home / (gain_home + decay))",
+    )
+    evidence_weight: Rate = Field(
+        0.5,
+        description="how much a case's success depends on the intel held at its end: success = sigma "
+        "(1 - w + 2 w I), so sigma is the success at I = 0.5; assumed 0-1",
+    )
     decay: Rate = Field(0.02, description="mu: weekly decay of intel (half-life ~35 weeks); assumed 0.01-0.05")
     gamma: Rate = Field(
         0.2,

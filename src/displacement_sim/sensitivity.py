@@ -45,6 +45,7 @@ __all__ = [
     "save_figure",
     "sobol_indices",
     "sobol_sample",
+    "sweep_figures",
 ]
 
 CONF_LEVEL = 0.95
@@ -343,3 +344,35 @@ def fig_indices(indices: dict[str, Any], outcome: str, design: str):
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def sweep_figures(
+    table: pd.DataFrame,
+    design: str,
+    names: Sequence[str],
+    outcomes: Sequence[str],
+    sensitivity: dict[str, Any] | None,
+    folder: Path,
+) -> list[Path]:
+    """Write a sweep's PNG figures into ``folder``; returns their paths.
+
+    Per outcome: for a grid, the outcome against the first parameter (one line
+    per level of the second) and, with two or more parameters, a heat map over
+    the first two; for sampled designs, a panel per parameter; and the index
+    bars when the design has sensitivity indices.
+    """
+    names = list(names)
+    paths = []
+    for o in outcomes:
+        safe = o.replace(".", "_")
+        if design == "grid":
+            group = names[1] if len(names) > 1 else None
+            paths.append(save_figure(fig_outcome_by_parameter(table, names[0], o, group), folder / f"{safe}.png"))
+            if len(names) >= 2:
+                paths.append(save_figure(fig_heatmap(table, names[0], names[1], o), folder / f"{safe}-heatmap.png"))
+        else:
+            paths.append(save_figure(fig_scatter(table, names, o), folder / f"{safe}.png"))
+        if sensitivity and "indices" in sensitivity["outcomes"].get(o, {}):
+            fig = fig_indices(sensitivity["outcomes"][o]["indices"], o, design)
+            paths.append(save_figure(fig, folder / f"{safe}-sensitivity.png"))
+    return paths

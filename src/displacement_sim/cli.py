@@ -28,7 +28,7 @@ _CHOICE = re.compile(r"^invalid choice: (?P<given>.*?) \(choose from (?P<choices
 
 
 def _option_error(prog: str, message: str) -> ConfigError:
-    """argparse's complaint as a ConfigError naming the command, the option, what was given and what is allowed."""
+    """Turn argparse's complaint into a ConfigError naming the command, option, given and allowed."""
     see_help = f"see '{prog} --help'"
     found = _ARGUMENT.match(message)
     if found is None:

@@ -72,6 +72,7 @@ __all__ = [
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20030601  # fixed: the same results folder always gets the same CIs
+SERIES_NEEDED = ("shipped_kg", "seized_kg")  # weekly series a comparison uses (flow bands, wdq_observed)
 COMPONENTS = {
     "A": "targeted ports",
     "B": "buffer ports",
@@ -574,7 +575,8 @@ def build_comparison(
         entry["verdict"] = verdict(entry, names)
         comparisons[key] = entry
 
-    groups = flow_groups(sum(Flows.from_result(r, order).port_kg.mean(axis=0) for r in results), order, names)
+    mean_flow = sum(Flows.from_result(r, order).port_kg.mean(axis=0) for r in results)
+    groups = flow_groups(mean_flow, order, names, [p for e in comparisons.values() for p in e["targets"]])
     manifest = control.manifest()
     return {
         "provenance": {k: manifest.get(k) for k in ("version", "git_commit", "numpy", "python", "created")},
@@ -684,7 +686,12 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare scenarios against a control, paired by replication")
     p.add_argument("control", type=Path, help="the control scenario (the counterfactual)")
     p.add_argument("scenarios", type=Path, nargs="+", help="one or more policy scenarios")
-    p.add_argument("--replications", type=_positive("--replications"), default=200)
+    p.add_argument(
+        "--replications",
+        type=_positive("--replications"),
+        default=200,
+        help="paired replications of every scenario (default 200)",
+    )
     p.add_argument("--seed", type=_seed, default=None, help="root seed (default: the control's seed)")
     p.add_argument("--weeks", type=_positive("--weeks"), default=None, help="horizon for every scenario")
     p.add_argument("--targets", default=None, metavar="PORT,PORT", help="targeted ports (default: from interventions)")
@@ -744,9 +751,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     results = []
     with progress_bar(args.replications * len(configs), "compare") as bar:
         for cfg in configs:
-            results.append(
-                run_batch(cfg, args.replications, seed=seed, eval_from=eval_from, keep_series=True, progress=bar.update)
+            res = run_batch(
+                cfg, args.replications, seed=seed, eval_from=eval_from, keep_series=True, progress=bar.update
             )
+            res.series = {k: res.series[k] for k in SERIES_NEEDED}  # free the rest before the next run
+            results.append(res)
     comparison = build_comparison(results, targets=targets)
     out = out or default_out_dir("compare")
     write_comparison_folder(out, results, comparison, svg=args.svg)

@@ -78,24 +78,66 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _duplicate_path(text: str) -> str | None:
+    """Dotted path of the first duplicate key in a YAML text (``ports.antwerp.q``), for the message."""
+
+    def walk(node: yaml.Node, path: str) -> str | None:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                here = f"{path}.{key}" if path else key
+                if key in seen:
+                    return here
+                seen.add(key)
+                found = walk(value_node, here)
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, f"{path}[{i}]")
+                if found:
+                    return found
+        return None
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return walk(root, "") if root is not None else None
+
+
+def _source_line(text: str, *marks: Any) -> str | None:
+    """The (non-blank) source line a YAML error points at, for 'given'."""
+    lines = text.splitlines()
+    for mark in marks:
+        if mark is not None and 0 <= mark.line < len(lines) and lines[mark.line].strip():
+            return lines[mark.line].strip()
+    return None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML mapping, turning every failure into a ConfigError naming the file."""
     if path.is_dir():
         raise ConfigError("is a folder, not a file", file=path, given=str(path), allowed="a YAML file")
     if not path.is_file():
         raise ConfigError("file not found", file=path, given=str(path), allowed="an existing YAML file")
+    text = ""
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506
     except ConfigError as err:
+        err.field = err.field or _duplicate_path(text)
         raise err.with_file(path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        line = _source_line(text, mark, getattr(err, "context_mark", None))
         raise ConfigError(
             f"YAML syntax error{where}: {problem}",
             file=path,
+            given=line,
             allowed="well-formed YAML (check indentation, colons, brackets and quotes)",
         ) from None
     except UnicodeDecodeError as err:
@@ -311,9 +353,8 @@ def _schema_default(keys: list[str]) -> Any:
             return None
         if k not in model.model_fields:
             if model.__name__ == "Enforcement":
-                from .schema import Agency
-
-                model = Agency
+                # an agency (enforcement.BE) that the scenario left out: an empty mapping, i.e. Agency defaults
+                model, default = Agency, {}
                 continue
             return None
         info = model.model_fields[k]
@@ -510,8 +551,8 @@ _FALLBACK_ALLOWED = {
     "model_attributes_type": lambda c: "a mapping (key: value)",
     "list_type": lambda c: "a list, e.g. [a, b]",
     "string_type": lambda c: "text",
-    "literal_error": lambda c: f"one of {c.get('expected', '')}".replace("'", ""),
-    "enum": lambda c: f"one of {c.get('expected', '')}".replace("'", ""),
+    "literal_error": lambda c: "one of " + str(c.get("expected", "")).replace("'", "").replace(" or ", ", "),
+    "enum": lambda c: "one of " + str(c.get("expected", "")).replace("'", "").replace(" or ", ", "),
     "greater_than_equal": lambda c: f">= {c['ge']}",
     "greater_than": lambda c: f"> {c['gt']}",
     "less_than_equal": lambda c: f"<= {c['le']}",
@@ -758,8 +799,10 @@ def phases(scenario: Scenario, *, file: str | None = None) -> list[Phase]:
             raise _in_intervention(_convert(err, file or scenario.name), idx, iv, data) from None
         if set(new.enforcement.agencies) != set(scenario.enforcement.agencies):
             raise ConfigError(
-                "interventions cannot add or remove agencies", file=file or scenario.name,
-                field=f"interventions[{idx}].set", given=sorted(new.enforcement.agencies),
+                "interventions cannot add or remove agencies",
+                file=file or scenario.name,
+                field=f"interventions[{idx}].set",
+                given=sorted(new.enforcement.agencies),
                 allowed=", ".join(scenario.enforcement.agencies) + " (the agencies at week 0)",
             )
         if out[-1].week == iv.week:

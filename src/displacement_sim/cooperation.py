@@ -71,7 +71,7 @@ class CoopParams:
     lag_weeks: int
     entry_rate: float
     memory: float
-    shocks: tuple[tuple[int, int, float, float], ...]  # (week, agency index, share, level)
+    shocks: tuple[tuple[int, int, float, float, bool], ...]  # (week, agency index, share, level, action day)
 
     @property
     def n_agencies(self) -> int:
@@ -124,7 +124,7 @@ def coop_params(s: Scenario) -> CoopParams:
         lag_weeks=succ.lag_weeks,
         entry_rate=succ.entry_rate,
         memory=s.behaviour.memory,
-        shocks=tuple((sh.week, index[sh.agency], sh.share_networks, sh.level) for sh in s.shocks),
+        shocks=tuple((sh.week, index[sh.agency], sh.share_networks, sh.level, sh.action_day) for sh in s.shocks),
     )
 
 
@@ -194,7 +194,12 @@ def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
 
 
 def gather_intel(
-    cp: CoopParams, st: CoopState, week: int, seized: np.ndarray, loads: np.ndarray, alive: np.ndarray,
+    cp: CoopParams,
+    st: CoopState,
+    week: int,
+    seized: np.ndarray,
+    loads: np.ndarray,
+    alive: np.ndarray,
     u_shock: np.ndarray,
 ) -> None:
     """Intel gains from seizures and active cases, exchange through the delay line, decay, shocks.
@@ -217,10 +222,15 @@ def gather_intel(
     st.pending[..., now, :, :] = 0.0
     decayed = st.intel * (1.0 - cp.decay)
     st.intel = decayed + (1.0 - decayed) * np.minimum(1.0, own + received)
-    for s_week, agency, share, level in cp.shocks:
+    for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
-            st.intel[..., agency, :] = np.where(hit, np.maximum(st.intel[..., agency, :], level), st.intel[..., agency, :])
+            st.intel[..., agency, :] = np.where(
+                hit, np.maximum(st.intel[..., agency, :], level), st.intel[..., agency, :]
+            )
+            if action_day:  # open cases on the affected networks conclude now, on the new evidence
+                due = hit & st.case_on[..., agency, :] & (week >= st.t_case_active[..., agency, :])
+                st.t_case_end[..., agency, :] = np.where(due, week, st.t_case_end[..., agency, :])
     st.landed = cp.memory * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
 
 
@@ -316,7 +326,8 @@ def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray) -> np.
 def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, alive: np.ndarray, ev: dict) -> None:
     """Cases ending this week succeed (dismantling the network) or fail; partners' cases are compromised.
 
-    Success probability ``sigma (1 - w + 2 w I)`` (the evidence held, ``w = evidence_weight``),
+    Success probability ``sigma (1 - w + 2 w I)`` (the evidence held, ``w = evidence_weight``;
+    a joint team holds its members' pooled evidence ``1 - prod(1 - I)``),
     times ``jit_uplift`` for a joint team, or times ``1 - conflict_penalty`` while another
     country runs its own case on the network. Agencies
     resolve in code order, so a tie goes to the first; a joint case is resolved once, by its
@@ -328,7 +339,10 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
         others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
         factor = np.where(joint, cp.jit_uplift, np.where(others_on, 1.0 - cp.conflict_penalty, 1.0))
-        evidence = 1.0 - cp.evidence_weight + 2.0 * cp.evidence_weight * st.intel[..., a, :]
+        # a joint team works on the pooled evidence of its members: 1 - prod(1 - I)
+        pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
+        held = np.where(joint, pooled, st.intel[..., a, :])
+        evidence = 1.0 - cp.evidence_weight + 2.0 * cp.evidence_weight * held
         success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor * evidence))
         closing = np.zeros_like(st.case_on)
         closing[..., a, :] = ending
@@ -345,8 +359,14 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
 
 
 def _open_cases(
-    cp: CoopParams, st: CoopState, week: int, u_open: np.ndarray, u_dur: np.ndarray, alive: np.ndarray,
-    hvt: np.ndarray, ev: dict,
+    cp: CoopParams,
+    st: CoopState,
+    week: int,
+    u_open: np.ndarray,
+    u_dur: np.ndarray,
+    alive: np.ndarray,
+    hvt: np.ndarray,
+    ev: dict,
 ) -> None:
     """Agencies in code order open cases while they have free units (hazard ∝ intel x nexus).
 
@@ -367,7 +387,7 @@ def _open_cases(
         opened = _take_first(want, priority, free)
         duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a])
         # a national case on a cross-border target waits for the partner's answers
-        waiting = int(round(cp.requests_per_case * cp.delay_weeks))
+        waiting = round(cp.requests_per_case * cp.delay_weeks)
         duration = np.where(shared, duration + waiting, duration)
         joint = np.zeros_like(opened)
         if cp.coordination == "joint_team":
@@ -436,7 +456,9 @@ def investigate(
 # --- step 9: succession and entry ----------------------------------------------------------------------
 
 
-def succession(cp: CoopParams, st: CoopState, week: int, u: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def succession(
+    cp: CoopParams, st: CoopState, week: int, u: np.ndarray, alive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Which slots get a successor (after ``lag_weeks``, probability ``psi``) or an entrant this week.
 
     ``u`` is the week's block ``(L, N, len(SUCCESSION_COLUMNS))``. A slot whose network was

@@ -261,7 +261,7 @@ class SweepResult:
         """The points table as a pandas DataFrame (one row per point)."""
         import pandas as pd
 
-        return pd.read_csv(self.table, float_precision="round_trip")
+        return pd.read_csv(self.table)
 
 
 def _chunk_path(out: Path, c: int) -> Path:
@@ -534,7 +534,7 @@ def _analyse(sweep: Sweep, table: Path, out: Path) -> dict[str, Any] | None:
 
     from . import sensitivity as sa
 
-    df = pd.read_csv(table, float_precision="round_trip")
+    df = pd.read_csv(table)
     x = df[list(sweep.design.names)].to_numpy(dtype=float)
     sens = sa.analyze_outcomes(
         exp.design,
@@ -557,6 +557,6 @@ def _figures(sweep: Sweep, table: Path, out: Path, sens: dict[str, Any] | None) 
 
     from .sensitivity import sweep_figures
 
-    df = pd.read_csv(table, float_precision="round_trip")
+    df = pd.read_csv(table)
     exp = sweep.experiment
     return sweep_figures(df, exp.design, sweep.design.names, exp.outcomes, sens, out / "figures")

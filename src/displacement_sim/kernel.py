@@ -147,9 +147,12 @@ def decide(
     m_eff = mx.effective_load(m, p.zeta, p.split_floor, probs[..., :-1], risk)
     p_hold = probs[..., -1]
     mean_loads = np.where(alive, mx.expected_loads(supply, rate, m, m_eff, p_hold), 0.0)
-    p_ship = 1.0 - p_hold
-    ship = probs[..., :-1] / np.where(p_ship > 0, p_ship, 1.0)[..., None]
-    return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=np.cumsum(ship, axis=-1))
+    # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
+    # and an alternative of probability 0 at the end can never be drawn
+    cum = np.cumsum(probs[..., :-1], axis=-1)
+    total = cum[..., -1:]
+    cum_ship = np.where(total > 0, cum / np.where(total > 0, total, 1.0), 1.0)
+    return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=cum_ship)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float) -> None:

@@ -57,8 +57,9 @@ def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
     """Inverse CDF on cumulative probabilities ``cum`` (last axis); ``u`` broadcasts against ``cum[..., 0]``.
 
     Returns the number of cumulative bounds (all but the last) that ``u`` reaches,
-    so alternatives of probability zero are never chosen and the result is always
-    a valid index even when ``cum[-1]`` rounds below 1.
+    so the result is always a valid index, and alternatives of probability zero are
+    never chosen provided the bounds end exactly at 1 (``kernel.decide`` divides the
+    running total by its last value to ensure it).
     """
     return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
 

@@ -173,7 +173,7 @@ class DisplacementModel(mesa.Model):
             for agency in self.agencies.values():
                 agency.extra = np.zeros(0)
         extras = []
-        changed = False
+        changed = self._phase_start  # a new phase may change base rates even where no budget moves
         for unit in p.units:
             agency = self.agencies[unit.code]
             if self._phase_start or self.week % unit.review_weeks == 0:

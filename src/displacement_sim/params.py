@@ -212,9 +212,9 @@ def build_params(s: Scenario) -> Params:
             clusters.setdefault(p.cluster, []).append(i)
     b, e = s.behaviour, s.elsewhere
     units = _units(s, ids, at_risk, enabled)
-    port_i_max = np.ones(len(ids))
-    for unit in units:
-        port_i_max[unit.ports] = unit.i_max
+    port_i_max = np.zeros(len(ids))
+    for unit in units:  # a port served by several units may be lifted to the highest of their caps
+        port_i_max[unit.ports] = np.maximum(port_i_max[unit.ports], unit.i_max)
     return Params(
         port_ids=tuple(ids),
         enabled=enabled,

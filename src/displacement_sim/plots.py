@@ -175,11 +175,22 @@ def flow_bands(shipped: np.ndarray, groups: Mapping[str, Sequence[int]], weeks_w
     return out
 
 
-def flow_groups(mean_flow: np.ndarray, order: Sequence[str], names: Mapping[str, str]) -> dict[str, list[int]]:
-    """The top ports by ``mean_flow`` each on its own, the rest as 'other ports', and 'elsewhere' (column P)."""
-    top = [int(i) for i in np.argsort(-mean_flow, kind="stable")[:TOP_PORTS]]
-    rest = [i for i in range(len(order)) if i not in top]
-    groups = {names[order[i]]: [i] for i in top}
+def flow_groups(
+    mean_flow: np.ndarray, order: Sequence[str], names: Mapping[str, str], always: Sequence[str] = ()
+) -> dict[str, list[int]]:
+    """Ports drawn on their own, the rest as 'other ports', and 'elsewhere' (column P).
+
+    The ports in ``always`` (the targeted ports) come first, then the largest by
+    ``mean_flow`` until there are :data:`TOP_PORTS`.
+    """
+    own = [order.index(p) for p in order if p in set(always)]
+    for i in np.argsort(-np.asarray(mean_flow), kind="stable"):
+        if len(own) >= TOP_PORTS:
+            break
+        if int(i) not in own:
+            own.append(int(i))
+    rest = [i for i in range(len(order)) if i not in own]
+    groups = {names[order[i]]: [i] for i in own}
     if rest:
         groups["other ports"] = rest
     groups["elsewhere (other routes)"] = [len(order)]

@@ -53,6 +53,21 @@ FIGURE_CAPTIONS = {
     "seizures": "Seizures per scenario (and networks dismantled, where the model records them), mean with 95% CI.",
 }
 
+HOW_TO_READ = """<details><summary>How to read this report</summary><ul>
+<li><b>Bands</b> (flows over time) show the 10-90% range of the runs: how differently things can turn out under
+the same policy. <b>95% confidence intervals</b> show how precisely the runs pin down an average; they narrow with
+more replications. Neither covers uncertainty in the model's assumed parameters: test those with a sweep.</li>
+<li><b>Paired</b> intervals compare each run of a scenario with the same run of the control (common random numbers:
+the same chance events), so the control is the exact counterfactual and the paired interval is much narrower than
+the unpaired one, shown for reference.</li>
+<li><b>Where the drop went</b>: A targeted ports, B their buffer ports, O other modelled ports, E other routes
+(elsewhere), H held back, X capacity lost to dismantled networks; the changes add up to zero.</li>
+<li><b>Displacement ratio</b> (ΔB+ΔO+ΔE)/(−ΔA): 0 none, 1 full displacement, below 0 diffusion of benefits.
+<b>WDQ</b> ΔB/ΔA (Bowers &amp; Johnson 2003) has the opposite sign: negative means displacement into the buffer.
+<b>wdq_observed</b> is the WDQ an analyst would compute from seizures alone; compare it with the true WDQ.</li>
+<li>A dash means undefined: a ratio whose denominator's interval includes zero, or an interval from one run.
+See docs/strategist-guide.md for more.</li></ul></details>"""
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -304,6 +319,7 @@ def build_report_html(
         f"over weeks {comparison['eval_weeks'][0]}-{comparison['eval_weeks'][1]} ({weeks} weeks). Masses in tonnes "
         "per year (t/yr). Intervals are 95% confidence intervals over replications; differences are paired by "
         "replication (common random numbers), so each scenario is set against its exact counterfactual.</p>",
+        HOW_TO_READ,
         "<h2>Scenarios</h2><dl>",
     ]
     for s in comparison["scenarios"]:
@@ -340,29 +356,37 @@ def build_report_html(
 # --- the verdict -----------------------------------------------------------------------------------
 
 
+def _digits(*xs: float) -> int:
+    """Decimals for percentages: one when every value is under 10%, else none."""
+    return 1 if all(abs(x) < 0.1 for x in xs) else 0
+
+
 def _pct_change(r: dict[str, Any], what: str, *, one_rep: bool) -> str:
     """``"falls 38% (95% CI 33-42%)"`` from a relative change."""
     v = r.get("value")
     if v is None:
         return f"{what}: change not estimable ({r.get('note')})"
     lo, hi = r["ci95"]
-    if lo is None:
-        word = "falls" if v < 0 else "rises"
-        return f"{what} {word} {abs(v):.0%} ({'one replication, no CI' if one_rep else 'no CI'})"
-    if lo <= 0 <= hi:
-        return f"{what} does not change measurably ({_spct(v)}, 95% CI {_spct(lo)} to {_spct(hi)})"
     word = "falls" if v < 0 else "rises"
+    if lo is None:
+        d = _digits(v)
+        return f"{what} {word} {100 * abs(v):.{d}f}% ({'one replication, no CI' if one_rep else 'no CI'})"
+    d = _digits(v, lo, hi)
+    if lo <= 0 <= hi:
+        return f"{what} does not change measurably ({_spct(v, d)}, 95% CI {_spct(lo, d)} to {_spct(hi, d)})"
     a, b = sorted((abs(lo), abs(hi)))
-    return f"{what} {word} {abs(v):.0%} (95% CI {100 * a:.0f}-{100 * b:.0f}%)"
+    return f"{what} {word} {100 * abs(v):.{d}f}% (95% CI {100 * a:.{d}f}-{100 * b:.{d}f}%)"
 
 
-def _spct(x: float) -> str:
-    """Signed whole percent, without a minus sign on a rounded zero."""
-    return "0%" if round(100 * x) == 0 else f"{x:+.0%}"
+def _spct(x: float, digits: int = 0) -> str:
+    """Signed percent, without a minus sign on a rounded zero."""
+    return f"{0:.{digits}f}%" if round(100 * x, digits) == 0 else f"{100 * x:+.{digits}f}%"
 
 
 def _snum(x: float) -> str:
-    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}"
+    """Signed number with two decimals under 1, one above; no sign on a rounded zero."""
+    d = 2 if abs(x) < 1 else 1
+    return f"{0:.{d}f}" if round(x, d) == 0 else f"{x:+.{d}f}"
 
 
 def _share(r: dict[str, Any]) -> str:
@@ -417,8 +441,8 @@ def verdict(entry: dict[str, Any], names: dict[str, str]) -> str:
         lo, hi = dis["ci95"]
         ci = "" if lo is None else f", 95% CI {_snum(lo)} to {_snum(hi)}"
         same = lo is not None and lo <= 0 <= hi
-        word = "no measurable change in networks dismantled" if same else "networks dismantled per run"
-        parts.append(f"{word} ({_snum(dis['mean'])}{ci})")
+        word = "no measurable change in networks dismantled" if same else "networks dismantled"
+        parts.append(f"{word} ({_snum(dis['mean'])} per run{ci})")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
 

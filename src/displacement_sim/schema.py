@@ -21,13 +21,13 @@ from pydantic import (
 )
 
 __all__ = [
+    "HVT",
     "Agency",
     "Behaviour",
     "Distribution",
     "Elsewhere",
     "Enforcement",
     "Hold",
-    "HVT",
     "InfoExchange",
     "Inputs",
     "Intel",
@@ -105,7 +105,10 @@ class Port(Strict):
 
 
 class Distribution(Strict):
-    """A log-normal distribution given by its median and log-sd, clipped to [low, high] (mass beyond a bound sits on it)."""
+    """A log-normal distribution given by its median and log-sd, clipped to [low, high].
+
+    Clipped, not truncated: the probability mass beyond a bound sits on the bound.
+    """
 
     median: float = Field(gt=0.0)
     sigma: NonNeg
@@ -217,7 +220,8 @@ class Elsewhere(Strict):
         6000.0,
         gt=0.0,
         description="size of the other entry points in at-risk containers/week, for the size term; "
-        "calibrated (plausible 2,000-10,000) so that about 40% of flow goes elsewhere (EU seizures 303 t in 2021, of which about half outside BE/NL, EUDA 2025)",
+        "calibrated (plausible 2,000-10,000) so that about 40% of flow goes elsewhere "
+        "(EU seizures 303 t in 2021, of which about half outside BE/NL, EUDA 2025)",
     )
     asc: float = Field(0.0, description="alternative-specific constant, k EUR/kg; assumed 0 (range -5 to 5)")
 
@@ -266,9 +270,7 @@ class Agency(Strict):
         description="mean case duration, weeks (geometric); 52 (26-104): Antwerp cases 13-16 months, "
         "DEA operations 17 months (port_facts.md)",
     )
-    sigma: Rate = Field(
-        0.3, description="probability a completed case dismantles the network; assumed 0.3 (0.15-0.5)"
-    )
+    sigma: Rate = Field(0.3, description="probability a completed case dismantles the network; assumed 0.3 (0.15-0.5)")
 
 
 class InfoExchange(Strict):
@@ -344,6 +346,7 @@ class JointStrategy(Strict):
     rule: Literal["static", "reactive", "threat"] = Field("threat", description="allocation rule of the pool")
     review_weeks: int = Field(4, ge=1, le=52, description="weeks between reallocations of the pool")
     i_max: Rate = Field(0.5, description="highest inspection rate the pool may lift a port to")
+
 
 # country names users may write instead of the code of an agency (enforcement.belgium -> BE)
 _COUNTRY_NAMES = {
@@ -441,6 +444,11 @@ class Shock(Strict):
     agency: str = Field(description="country code of the agency that gains the intel")
     share_networks: Rate = Field(0.5, description="share of active networks affected")
     level: Rate = Field(0.8, description="intel level the affected networks are raised to (at least)")
+    action_day: bool = Field(
+        True,
+        description="the agency's open cases on affected networks conclude that week (arrests on the new "
+        "evidence), as on the Sky ECC action day in Belgium: 48 arrests, 200 raids (port_facts.md)",
+    )
 
 
 class Succession(Strict):

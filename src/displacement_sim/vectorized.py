@@ -76,9 +76,7 @@ def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int
         history=np.zeros((len(replications), HISTORY_WEEKS, n_ports)),
         rates=np.broadcast_to(p0.base_rate, (len(replications), n_ports)).copy(),
         extras=[np.zeros((len(replications), len(u_.ports))) for u_ in p0.units],
-        coop=co.initial_coop_state(
-            plan.coop[0], (len(replications),), n, nets["home"], nets["m"] * nets["rate"]
-        ),
+        coop=co.initial_coop_state(plan.coop[0], (len(replications),), n, nets["home"], nets["m"] * nets["rate"]),
     )
 
 
@@ -86,7 +84,7 @@ def _allocate(plan: RunPlan, p: Params, st: VectorState, week: int, phase_start:
     """Step 2: reallocate each unit on its review weeks (and whenever a new phase starts)."""
     if phase_start and len(st.extras) != len(p.units):
         st.extras = [np.zeros((st.rates.shape[0], len(u.ports))) for u in p.units]
-    changed = False
+    changed = phase_start  # a new phase may change base rates even where no budget is reallocated
     lead = (st.rates.shape[0],)
     for k, unit in enumerate(p.units):
         if phase_start or week % unit.review_weeks == 0:

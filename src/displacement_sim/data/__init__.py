@@ -1,0 +1,1 @@
+"""Port reference data (``ports.yaml``), shipped with the package."""

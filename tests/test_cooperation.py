@@ -1,0 +1,261 @@
+"""Claims of the cooperation submodels: intelligence exchange, investigations, coordination, succession.
+
+Statistical claims compare scenarios with the same seed (common random numbers), so
+each replication of the policy is paired with the same replication of its control and
+the claims are stated on paired differences with 95% confidence intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from displacement_sim import load_scenario, run_batch
+from displacement_sim.cli import main
+from displacement_sim.cooperation import (
+    PENDING_WEEKS,
+    coop_params,
+    gather_intel,
+    initial_coop_state,
+    intel_detection_term,
+)
+
+SEED = 7
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean paired difference b - a and its 95% CI (normal approximation)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def _window(series: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Per-replication sum of a weekly series over weeks [lo, hi) (all trailing axes summed)."""
+    part = series[:, lo:hi]
+    return part.reshape(part.shape[0], -1).sum(axis=1)
+
+
+# --- the delay line and tips, on the mechanism alone ------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [0, 1, 4, 12])
+@pytest.mark.parametrize("share", [0.2, 0.5, 1.0])
+def test_delay_line_delivers_each_gain_exactly_delay_weeks_later_in_the_right_share(delay, share):
+    cfg = load_scenario(
+        "scenarios/baseline.yaml",
+        overrides={
+            "enforcement.info_exchange.delay_weeks": delay,
+            "enforcement.info_exchange.share": share,
+            "intel.decay": 0.0,
+            "intel.gain_home": 0.0,
+        },
+    )
+    cp = coop_params(cfg)
+    n_ports = len(cfg.ports)
+    st = initial_coop_state(cp, (), 3, np.array(["FR", "FR", "FR"]), np.ones(3))
+    antwerp = list(cfg.ports).index("antwerp")  # a Belgian port: agency 0 (BE) gains
+    alive = np.ones(3, dtype=bool)
+    no_shock = np.ones((cp.n_agencies, 3))
+    history = []
+    for week in range(20):
+        seized = np.zeros((3, n_ports))
+        if week == 2:
+            seized[1, antwerp] = 1.0  # one seizure of network 1's load at Antwerp in week 2
+        gather_intel(cp, st, week, seized, seized, alive, no_shock)
+        history.append(st.intel.copy())
+    history = np.array(history)  # (weeks, A, N)
+    be, nl = cp.codes.index("BE"), cp.codes.index("NL")
+    gain = cp.gain_seizure
+    # the gaining agency has it from week 2 on
+    assert history[1, be, 1] == 0.0
+    assert history[2, be, 1] == pytest.approx(gain)
+    # the partner receives share x gain exactly in week 2 + delay, not a week earlier
+    arrival = 2 + delay
+    if arrival > 0:
+        assert history[arrival - 1, nl, 1] == 0.0
+    assert history[arrival, nl, 1] == pytest.approx(share * gain, rel=1e-12)
+    # other networks learn nothing
+    assert np.all(history[:, :, [0, 2]] == 0.0)
+    assert PENDING_WEEKS > 52
+
+
+def test_tips_are_worthless_when_they_arrive_after_the_container():
+    slow = coop_params(load_scenario("scenarios/baseline.yaml"))  # 4 weeks > 3-week shelf
+    fast = coop_params(load_scenario("scenarios/baseline.yaml", overrides={"enforcement.info_exchange.delay_weeks": 0}))
+    assert slow.tip_weight == 0.0
+    assert fast.tip_weight == 1.0
+    intel = np.zeros((2, 1))
+    intel[1, 0] = 1.0  # only NL knows network 0
+    be = slow.codes.index("BE")
+    be_ports = slow.port_agency == be
+    assert np.all(intel_detection_term(slow, intel)[0, be_ports] == 0.0)
+    assert np.all(intel_detection_term(fast, intel)[0, be_ports] > 0.0)
+    assert np.all(intel_detection_term(fast, intel)[0, slow.port_agency < 0] == 0.0)
+
+
+# --- coordination ----------------------------------------------------------------------------------------
+
+
+def _mode(mode: str, lag: int = 4, **extra):
+    over = {"enforcement.hvt.coordination": mode, "enforcement.hvt.register_lag_weeks": lag, **extra}
+    return load_scenario("scenarios/baseline.yaml", overrides=over)
+
+
+@pytest.mark.slow
+def test_deconfliction_and_best_placed_cut_duplicated_case_weeks():
+    runs = {m: run_batch(_mode(m), 24, seed=SEED) for m in ("independent", "deconfliction", "best_placed")}
+    dup = {m: r.metrics["duplicated_case_weeks"].mean() for m, r in runs.items()}
+    assert dup["independent"] > 50
+    assert dup["deconfliction"] < 0.25 * dup["independent"]
+    assert dup["best_placed"] < 0.25 * dup["independent"]
+
+
+@pytest.mark.parametrize("mode", ["deconfliction", "best_placed", "joint_team"])
+def test_with_zero_register_lag_no_case_is_ever_duplicated(mode):
+    res = run_batch(_mode(mode, lag=0), 8, seed=SEED, keep_series=True)
+    assert res.series["duplicated_case_weeks"].sum() == 0.0
+    assert res.metrics["cases_opened"].sum() > 0
+
+
+@pytest.mark.slow
+def test_joint_team_dismantles_as_many_with_no_more_case_weeks_per_dismantled_network():
+    """At the assumed defaults (success x1.2, duration x0.8, 8-week set-up) joint teams match independent work.
+
+    A joint case takes a unit in each country, so it must beat two national cases, one of
+    them often wasted on duplication; at these defaults the two balance.
+    """
+    indep = run_batch(_mode("independent"), 60, seed=SEED)
+    joint = run_batch(_mode("joint_team"), 60, seed=SEED)
+    mean, lo, hi = _paired(indep.metrics["networks_dismantled"], joint.metrics["networks_dismantled"])
+    assert hi > 0.0, f"joint teams dismantle significantly fewer: {mean:.2f} ({lo:.2f}, {hi:.2f})"
+    per_indep = indep.metrics["case_weeks"].sum() / indep.metrics["networks_dismantled"].sum()
+    per_joint = joint.metrics["case_weeks"].sum() / joint.metrics["networks_dismantled"].sum()
+    assert per_joint < 1.10 * per_indep  # equal within sampling noise (ratio of sums over ~380 dismantlings)
+    assert joint.metrics["dismantled_by_joint_teams"].sum() > 0
+    assert joint.metrics["duplicated_case_weeks"].mean() < 0.25 * indep.metrics["duplicated_case_weeks"].mean()
+
+
+@pytest.mark.slow
+def test_effective_joint_teams_dismantle_more_with_fewer_case_weeks_per_dismantled_network():
+    """At the favourable end of the plausible ranges (x1.4 success, x0.6 duration) joint teams win clearly."""
+    strong = {"enforcement.hvt.jit_uplift": 1.4, "enforcement.hvt.jit_duration_factor": 0.6}
+    indep = run_batch(_mode("independent"), 60, seed=SEED)
+    joint = run_batch(_mode("joint_team", **strong), 60, seed=SEED)
+    mean, lo, hi = _paired(indep.metrics["networks_dismantled"], joint.metrics["networks_dismantled"])
+    assert lo > 0.0, (mean, lo, hi)
+    per_indep = indep.metrics["case_weeks"].sum() / indep.metrics["networks_dismantled"].sum()
+    per_joint = joint.metrics["case_weeks"].sum() / joint.metrics["networks_dismantled"].sum()
+    assert per_joint < 0.9 * per_indep
+
+
+# --- information exchange ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_time_exchange_raises_cross_border_seizures_then_dismantles_more():
+    base = run_batch(load_scenario("scenarios/baseline.yaml"), 60, seed=SEED, keep_series=True, eval_from=104)
+    fast = run_batch(
+        load_scenario("scenarios/realtime_info_exchange.yaml"), 60, seed=SEED, keep_series=True, eval_from=104
+    )
+    # identical before the exchange changes (common random numbers) ...
+    assert np.array_equal(base.series["seized_kg"][:, :104], fast.series["seized_kg"][:, :104])
+    # ... then tips arrive in time: seizures of the other country's networks rise in the next half year
+    xb = _paired(
+        _window(base.series["cross_border_seized_kg"], 104, 130),
+        _window(fast.series["cross_border_seized_kg"], 104, 130),
+    )
+    assert xb[1] > 0, xb
+    # cross-border cases no longer wait for the partner's answers: more networks dismantled
+    dis = _paired(base.metrics["networks_dismantled"], fast.metrics["networks_dismantled"])
+    assert dis[1] > 0, dis
+
+
+# --- shocks and succession ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_intel_shock_raises_seizures_and_dismantling_for_a_while_then_flow_recovers():
+    base = run_batch(load_scenario("scenarios/baseline.yaml"), 60, seed=SEED, keep_series=True)
+    shock = run_batch(load_scenario("scenarios/intel_shock.yaml"), 60, seed=SEED, keep_series=True)
+    assert np.array_equal(base.series["shipped_kg"][:, :110], shock.series["shipped_kg"][:, :110])
+    seized = _paired(_window(base.series["seized_kg"], 110, 136), _window(shock.series["seized_kg"], 110, 136))
+    assert seized[1] > 0, seized
+    dismantled = _paired(_window(base.series["dismantled"], 110, 200), _window(shock.series["dismantled"], 110, 200))
+    assert dismantled[1] > 0, dismantled
+    # by the last half year the flow has recovered: shipped within 5% of the baseline
+    end_base = _window(base.series["shipped_kg"], 234, 260).mean()
+    end_shock = _window(shock.series["shipped_kg"], 234, 260).mean()
+    assert abs(end_shock / end_base - 1) < 0.05
+
+
+def _succession(psi: float, lag: int):
+    over = {
+        "succession.psi": psi,
+        "succession.lag_weeks": lag,
+        "succession.entry_rate": 0.0,
+        "enforcement.BE.sigma": 0.9,
+        "enforcement.NL.sigma": 0.9,
+        "enforcement.BE.dur_weeks": 10,
+        "enforcement.NL.dur_weeks": 10,
+    }
+    return load_scenario("scenarios/baseline.yaml", overrides=over)
+
+
+@pytest.mark.slow
+def test_with_certain_immediate_succession_dismantling_lowers_flow_only_transiently():
+    no_cases = {"enforcement.BE.case_units": 0, "enforcement.NL.case_units": 0}
+    control = run_batch(load_scenario("scenarios/baseline.yaml", overrides=no_cases), 40, seed=SEED)
+    hydra = run_batch(_succession(1.0, 0), 40, seed=SEED)
+    gone = run_batch(_succession(0.0, 0), 40, seed=SEED)
+    assert hydra.metrics["networks_dismantled"].mean() > 5
+    cap0 = control.metrics["capacity_kg"].mean()
+    # successors take over at once: capacity (and so flow) stays at the control's level ...
+    assert abs(hydra.metrics["capacity_kg"].mean() / cap0 - 1) < 0.10
+    # ... whereas without successors dismantling removes supply for good
+    assert gone.metrics["capacity_kg"].mean() < 0.9 * cap0
+    assert hydra.metrics["successors"].sum() > 0 and gone.metrics["successors"].sum() == 0
+
+
+def test_intel_stays_a_probability_and_lost_capacity_accounts_for_dismantling():
+    res = run_batch(load_scenario("scenarios/combined_strategy.yaml"), 6, seed=SEED, keep_series=True)
+    intel = res.series["intel_mean"]
+    assert np.all((intel >= 0) & (intel <= 1))
+    lost, cap = res.series["lost_kg"], res.series["capacity_kg"]
+    assert np.all(np.isfinite(lost))
+    # capacity plus capacity lost is the initial networks' capacity (times supply), every week
+    total = lost + cap
+    assert np.allclose(total, total[:, :1], rtol=1e-9)
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("enforcement.hvt.coordination=telepathy", "enforcement.hvt.coordination"),
+        ("enforcement.info_exchange.delay_weeks=-1", "enforcement.info_exchange.delay_weeks"),
+        ("enforcement.info_exchange.share=1.5", "enforcement.info_exchange.share"),
+        ("enforcement.BE.case_units=-2", "enforcement.BE.case_units"),
+        ("succession.psi=2", "succession.psi"),
+    ],
+)
+def test_bad_cooperation_settings_are_clear_errors(setting, field, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["run", "scenarios/baseline.yaml", "--weeks", "60", "--set", setting, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert field in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_joint_team_needs_a_partner(tmp_path, capsys):
+    bad = tmp_path / "lonely.yaml"
+    bad.write_text(
+        "name: lonely\nenforcement:\n  BE: {budget: 10}\n  hvt: {coordination: joint_team}\n", encoding="utf-8"
+    )
+    status = main(["validate", str(bad)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "enforcement.hvt.coordination" in err and "partner" in err

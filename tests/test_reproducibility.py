@@ -1,0 +1,249 @@
+"""Reproducibility and common random numbers (DESIGN.md sections 5 and 6).
+
+Claims: the same seed gives the same results and another seed other results;
+scenarios run with the same seed share their draws, so a control and a
+treatment are identical until the first intervention (both engines); a batch
+does not depend on how its replications are grouped or chunked; the Mesa model
+works with ``mesa.batch_run`` as documented; the results folder records what is
+needed to rerun a result and writes JSON without NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import mesa
+import numpy as np
+import pytest
+
+import displacement_sim
+from displacement_sim import DisplacementModel, load_scenario, run_batch, runner
+from displacement_sim.results import write_results
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+INTERVENTION_WEEK = 104
+
+
+def small(name: str, weeks: int, n_slots: int):
+    return load_scenario(SCENARIOS / name, overrides={"weeks": weeks, "networks.n_slots": n_slots})
+
+
+@pytest.fixture(scope="module")
+def cfg_small():
+    return load_scenario(
+        {
+            "name": "repro",
+            "weeks": 40,
+            "warmup_weeks": 8,
+            "networks": {"n_slots": 8},
+            "enforcement": {"BE": {"budget": 80}, "NL": {"budget": 60, "rule": "reactive"}},
+        }
+    )
+
+
+# --- seeds ---------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_results(cfg_small) -> None:
+    a = run_batch(cfg_small, 3, seed=17, keep_series=True)
+    b = run_batch(cfg_small, 3, seed=17, keep_series=True)
+    assert a.summary() == b.summary()
+    for k in a.series:
+        np.testing.assert_array_equal(a.series[k], b.series[k], err_msg=k)
+    # the Mesa engine too
+    m1 = DisplacementModel(config=cfg_small, rng=17).run().weekly()
+    m2 = DisplacementModel(config=cfg_small, rng=17).run().weekly()
+    for k in m1:
+        np.testing.assert_array_equal(m1[k], m2[k], err_msg=k)
+
+
+def test_different_seeds_differ(cfg_small) -> None:
+    a = run_batch(cfg_small, 3, seed=17)
+    b = run_batch(cfg_small, 3, seed=18)
+    assert a.summary()["metrics"] != b.summary()["metrics"]
+    assert not np.array_equal(a.metrics["shipped_kg"], b.metrics["shipped_kg"])
+    # and the scenario's own seed is the default
+    c = run_batch(cfg_small, 3)
+    d = run_batch(cfg_small, 3, seed=cfg_small.seed)
+    assert c.seed == cfg_small.seed and c.summary() == d.summary()
+
+
+# --- common random numbers -------------------------------------------------------------------------------
+
+
+def assert_crn(control: dict[str, np.ndarray], treatment: dict[str, np.ndarray], week: int) -> None:
+    """Identical before ``week`` (every series), different from ``week`` on (rates at once, flows later).
+
+    Series have the week axis at -2 (see :func:`week_axis_series`).
+    """
+    assert set(control) == set(treatment)
+    for k in control:
+        np.testing.assert_array_equal(
+            control[k][..., :week, :], treatment[k][..., :week, :], err_msg=f"{k} differs before the intervention"
+        )
+    rates_c, rates_t = control["inspection_rate"][..., week, :], treatment["inspection_rate"][..., week, :]
+    assert not np.array_equal(rates_c, rates_t), "the intervention did not change the inspection rates"
+    flows = ("loads", "shipped_kg", "seized_loads", "seized_kg")
+    assert any(not np.array_equal(control[k][..., week:, :], treatment[k][..., week:, :]) for k in flows), (
+        "flows identical after the intervention"
+    )
+
+
+def week_axis_series(series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Series ``(R, weeks, ...)`` with a port (or agency) axis after the week axis, so the week axis is -2 for all."""
+    return {k: v if v.ndim >= 3 else v[..., None] for k, v in series.items()}
+
+
+def test_common_random_numbers_vectorized() -> None:
+    """baseline and hub_hardening, same seed, R = 2: identical weeks 0..103, different after."""
+    control = small("baseline.yaml", 130, 25)
+    treatment = small("hub_hardening.yaml", 130, 25)
+    assert [iv.week for iv in treatment.interventions] == [INTERVENTION_WEEK]
+    c = run_batch(control, 2, seed=3, keep_series=True)
+    t = run_batch(treatment, 2, seed=3, keep_series=True)
+    assert_crn(week_axis_series(c.series), week_axis_series(t.series), INTERVENTION_WEEK)
+
+
+def test_common_random_numbers_mesa() -> None:
+    """The same on the Mesa engine, one replication over a shorter run."""
+    control = small("baseline.yaml", 112, 12)
+    treatment = small("hub_hardening.yaml", 112, 12)
+    c = DisplacementModel(config=control, rng=3).run().weekly()
+    t = DisplacementModel(config=treatment, rng=3).run().weekly()
+    one = {k: v[None] for k, v in c.items()}, {k: v[None] for k, v in t.items()}  # a replication axis, as R = 1
+    assert_crn(week_axis_series(one[0]), week_axis_series(one[1]), INTERVENTION_WEEK)
+
+
+# --- grouping and chunking ---------------------------------------------------------------------------------
+
+
+def test_batch_independent_of_grouping(cfg_small) -> None:
+    """R = 4 equals R = 2 (first_replication 0) followed by R = 2 (first_replication 2), metric by metric."""
+    whole = run_batch(cfg_small, 4, seed=9)
+    first = run_batch(cfg_small, 2, seed=9, first_replication=0)
+    second = run_batch(cfg_small, 2, seed=9, first_replication=2)
+    np.testing.assert_array_equal(second.replications, [2, 3])
+    assert set(whole.metrics) == set(first.metrics)
+    for k, v in whole.metrics.items():
+        np.testing.assert_array_equal(v, np.concatenate([first.metrics[k], second.metrics[k]]), err_msg=k)
+    for k, v in whole.port_values.items():
+        np.testing.assert_array_equal(v, np.concatenate([first.port_values[k], second.port_values[k]]), err_msg=k)
+
+
+def test_batch_independent_of_chunking(cfg_small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forcing the batch into chunks of one replication (memory limit) changes no replication's numbers."""
+    whole = run_batch(cfg_small, 3, seed=4, keep_series=True)
+    monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", 1)
+    chunked = run_batch(cfg_small, 3, seed=4, keep_series=True)
+    for k, v in whole.metrics.items():
+        np.testing.assert_array_equal(v, chunked.metrics[k], err_msg=k)
+    for k, v in whole.series.items():
+        np.testing.assert_array_equal(v, chunked.series[k], err_msg=k)
+    for k, v in whole.bands.items():  # with the series kept, the merged bands are exact
+        np.testing.assert_allclose(v, chunked.bands[k], rtol=1e-12, err_msg=k)
+
+
+# --- Mesa conventions ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_start_method():
+    """``mesa.batch_run`` forces the 'spawn' start method globally; put the previous one back."""
+    before = multiprocessing.get_start_method(allow_none=True)
+    yield
+    multiprocessing.set_start_method(before, force=True)
+
+
+def test_mesa_batch_run(cfg_small, restore_start_method) -> None:
+    """batch_run works with ``parameters={'config': [cfg]}``, stops at the horizon, matches a direct run."""
+    rows = mesa.batch_run(
+        DisplacementModel,
+        parameters={"config": [cfg_small]},
+        rng=[1, 2],
+        max_steps=1000,
+        display_progress=False,
+        number_processes=1,
+    )
+    assert len(rows) == 2
+    by_rng = {row["rng"]: row for row in rows}
+    for row in rows:
+        assert row["Step"] == cfg_small.weeks, "the model did not stop at its horizon"
+        assert row["week"] == cfg_small.weeks - 1
+    direct = DisplacementModel(config=cfg_small, rng=1).run()
+    assert by_rng[1]["shipped_kg"] == pytest.approx(direct.weekly()["shipped_kg"][-1, :-1].sum(), rel=1e-12)
+    assert by_rng[1]["shipped_kg"] != by_rng[2]["shipped_kg"]
+
+
+def test_config_tuple_is_rejected_with_hint(cfg_small, restore_start_method) -> None:
+    with pytest.raises(TypeError, match=r"parameters=\{'config': \[cfg\]\}"):
+        DisplacementModel(config=tuple(cfg_small), rng=1)
+    # what happens when the list is forgotten: batch_run iterates the config into tuples
+    with pytest.raises(TypeError, match="config is a tuple"):
+        mesa.batch_run(
+            DisplacementModel,
+            parameters={"config": cfg_small},
+            rng=[1],
+            max_steps=5,
+            display_progress=False,
+            number_processes=1,
+        )
+
+
+def test_keyword_overrides_apply(cfg_small) -> None:
+    model = DisplacementModel(config=cfg_small, rng=1, behaviour__beta=0.2, enforcement__BE__budget=10.0)
+    assert model.config.behaviour.beta == 0.2
+    assert model.params.beta == 0.2
+    assert model.config.enforcement.agencies["BE"].budget == 10.0
+    assert cfg_small.behaviour.beta != 0.2, "the loaded config must stay unchanged"
+    # the same as loading with the override
+    same = load_scenario(
+        {**cfg_small.model_dump(mode="python"), "name": cfg_small.name},
+        overrides={"behaviour.beta": 0.2, "enforcement.BE.budget": 10.0},
+    )
+    a = model.run().weekly()
+    b = DisplacementModel(config=same, rng=1).run().weekly()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    plain = DisplacementModel(config=cfg_small, rng=1).run().weekly()
+    assert not np.array_equal(plain["loads"], a["loads"])
+
+
+# --- results folder -------------------------------------------------------------------------------------------
+
+
+def _no_nan(text: str):
+    def refuse(token: str):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_results_folder_manifest_and_summary(cfg_small, tmp_path: Path) -> None:
+    result = run_batch(cfg_small, 2, seed=21)
+    out = write_results(result, tmp_path / "run")
+    manifest = _no_nan((out / "manifest.json").read_text())
+    assert manifest["seed"] == 21
+    assert manifest["version"] == displacement_sim.__version__
+    assert manifest["replications"] == 2
+    assert manifest["config"] == json.loads(json.dumps(cfg_small.model_dump(mode="json")))
+    # the manifest's config reloads to the same scenario and reruns to the same summary
+    again = load_scenario(manifest["config"])
+    assert again == cfg_small
+    summary = _no_nan((out / "summary.json").read_text())
+    assert summary == _no_nan(json.dumps(run_batch(again, 2, seed=manifest["seed"]).summary(), default=float))
+
+
+def test_summary_json_has_no_nan_when_undefined(tmp_path: Path) -> None:
+    """No supply: every ratio is undefined; one replication: no CI. JSON holds null, never NaN."""
+    cfg = load_scenario({"name": "empty", "weeks": 12, "warmup_weeks": 2, "inputs": {"supply_index": {0: 0.0}}})
+    result = run_batch(cfg, 1, seed=1)
+    assert np.isnan(result.metrics["hub_share"][0])
+    out = write_results(result, tmp_path / "empty")
+    summary = _no_nan((out / "summary.json").read_text())
+    assert summary["metrics"]["hub_share"]["mean"] is None
+    assert summary["metrics"]["shipped_kg"]["mean"] == 0.0
+    assert summary["metrics"]["shipped_kg"]["ci95"] == [None, None]
+    for name in ("manifest.json",):
+        _no_nan((out / name).read_text())

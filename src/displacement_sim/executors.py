@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -151,6 +152,35 @@ def _import_dask(option: str) -> tuple[Any, Any]:
     return Client, LocalCluster
 
 
+def _coordinator_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process with that id
+        return True
+    try:  # a dead but not yet reaped coordinator is a zombie
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch_coordinator(pid: int, interval: float = 2.0) -> None:
+    """Worker initializer: exit when the coordinator is gone (e.g. killed with SIGKILL).
+
+    A process-pool worker otherwise waits on its task queue for ever, and keeps
+    the forkserver and the resource tracker alive with it.
+    """
+
+    def watch() -> None:
+        while _coordinator_alive(pid):
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-coordinator", daemon=True).start()
+
+
 @contextmanager
 def open_executor(
     workers: int | None = None,
@@ -190,7 +220,9 @@ def open_executor(
         ex.shutdown()
         return
     context = _mp_context()
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=n, mp_context=context, initializer=_watch_coordinator, initargs=(os.getpid(),)
+    )
     ok = False
     try:
         yield ExecutorHandle(pool, n, "processes", f"{n} local processes ({context.get_start_method()})")

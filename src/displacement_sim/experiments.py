@@ -535,10 +535,10 @@ def load_experiment(
 
 def _nested(err: ConfigError, file: str, field: str, value: Any = None) -> ConfigError:
     """A scenario error met while checking an experiment, reported against the experiment file."""
-    at = f" at value {value!r}" if value is not None else ""
+    at = f"at value {value!r}: " if value is not None and "unknown" not in err.problem else ""
     inner = f"{err.field}: " if err.field else ""
     return ConfigError(
-        f"{inner}{err.problem}{at}",
+        f"{at}{inner}{err.problem}",
         file=file,
         field=field,
         given=err.given,
@@ -781,6 +781,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: finished chunks are kept; resume with --resume --out {out}", file=sys.stderr)
         raise
+    except Exception as exc:
+        if type(exc).__name__ not in ("BrokenProcessPool", "KilledWorker"):
+            raise
+        print(
+            f"error: workers died ({type(exc).__name__}: {exc}); finished chunks are kept; "
+            f"resume with --resume --out {out}",
+            file=sys.stderr,
+        )
+        return 1
     print(_summary(result, sweep))
     return 0
 

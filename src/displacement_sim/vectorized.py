@@ -32,7 +32,8 @@ from .streams import Stream, generator, init_block_width, shipment_block_width
 
 __all__ = ["VectorState", "simulate"]
 
-WEEK_CHUNK = 13  # weeks of uniforms drawn per generator call (same numbers as one call a week)
+WEEK_CHUNK = 13  # at most this many weeks of uniforms per generator call (same numbers as one call a week)
+BLOCK_BYTES = 32 * 2**20  # and at most this much memory per stream's block
 
 
 @dataclass
@@ -115,17 +116,23 @@ def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple
 
 
 class _Blocks:
-    """Each replication's weekly uniform blocks of one stream, drawn ``WEEK_CHUNK`` weeks at a time."""
+    """Each replication's weekly uniform blocks of one stream, drawn several weeks at a time.
+
+    Drawing ``k`` weeks in one call gives the same numbers as ``k`` weekly calls; the
+    number of weeks per draw is bounded so a block stays under ``BLOCK_BYTES``.
+    """
 
     def __init__(self, seed: int, point: int, reps: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
         self.gens = [generator(seed, point, int(r), stream) for r in reps]
         self.shape, self.weeks = shape, weeks
+        per_week = max(len(reps) * int(np.prod(shape)) * 8, 1)
+        self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
         self.block: np.ndarray | None = None
 
     def week(self, week: int) -> np.ndarray:
-        offset = week % WEEK_CHUNK
+        offset = week % self.chunk
         if offset == 0:
-            span = min(WEEK_CHUNK, self.weeks - week)
+            span = min(self.chunk, self.weeks - week)
             self.block = np.stack([g.random((span, *self.shape)) for g in self.gens], axis=1)
         return self.block[offset]
 

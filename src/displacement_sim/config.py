@@ -49,6 +49,7 @@ __all__ = [
 # Paths an intervention may change (structure, horizon and the initial population may not).
 MUTABLE_PORT_FIELDS = ("inspection_rate", "q", "c", "a", "transit_check", "enabled", "at_risk_per_week")
 MUTABLE_ROOTS = ("enforcement", "behaviour", "elsewhere", "hold", "intel", "succession")
+FIXED_AT_START = (["behaviour", "prior_strength"],)
 
 _SEGMENT = re.compile(r"^(?P<key>[A-Za-z0-9_\-]+)(?:\[(?P<sel>[^\]]*)\])?$")
 
@@ -743,6 +744,13 @@ def _check_mutable(path: str, field: str) -> None:
                 allowed=", ".join(MUTABLE_PORT_FIELDS),
             )
         return
+    if keys[:2] in FIXED_AT_START:
+        raise ConfigError(
+            "fixed at week 0 (the networks' prior knowledge); set it in the scenario, not in an intervention",
+            field=field,
+            given=path,
+            allowed="ports.<id>.<field> or a path under " + ", ".join(MUTABLE_ROOTS),
+        )
     if keys[0] not in MUTABLE_ROOTS:
         raise ConfigError(
             "interventions cannot change this",

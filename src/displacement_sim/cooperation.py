@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 PENDING_WEEKS = 53  # ring buffer of shared intel in transit (delay_weeks <= 52)
+SHARED_LANDED_MIN = 0.1  # decayed loads landed in a country for it to count as involved
 INVESTIGATION_COLUMNS = ("open", "duration", "success", "shock")
 SUCCESSION_COLUMNS = ("succeed", "enter", "load_kg", "loads_per_week", "risk_aversion", "home", "hvt")
 
@@ -230,7 +231,10 @@ def gather_intel(
             )
             if action_day:  # open cases on the affected networks conclude now, on the new evidence
                 due = hit & st.case_on[..., agency, :] & (week >= st.t_case_active[..., agency, :])
-                st.t_case_end[..., agency, :] = np.where(due, week, st.t_case_end[..., agency, :])
+                own_row = (np.arange(cp.n_agencies) == agency)[:, None]
+                partners = st.case_joint & st.case_joint[..., agency : agency + 1, :]  # members of its joint cases
+                rows = st.case_on & due[..., None, :] & (own_row | partners)
+                st.t_case_end = np.where(rows, week, st.t_case_end)
     st.landed = cp.memory * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
 
 
@@ -253,10 +257,14 @@ def nexus(cp: CoopParams, st: CoopState) -> np.ndarray:
 
 
 def _shared(cp: CoopParams, st: CoopState) -> np.ndarray:
-    """A shared target: its loads land in, or its members live in, at least two agencies' countries."""
+    """A shared target: its loads land in, or its members live in, at least two agencies' countries.
+
+    "Land in" means a decaying count of recent loads above ``SHARED_LANDED_MIN``, so a network
+    that stopped using a country's ports stops being that country's target after a while.
+    """
     a = cp.n_agencies
     home = st.home_agency[..., None, :] == np.arange(a)[:, None]
-    involved = (st.landed > 0) | home
+    involved = (st.landed > SHARED_LANDED_MIN) | home
     return involved.sum(axis=-2) >= 2
 
 
@@ -466,7 +474,7 @@ def succession(
     slot receives an entrant with probability ``entry_rate`` each week. Returns
     ``(successor, entrant)`` masks; the caller draws their attributes with :func:`new_networks`.
     """
-    due = ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week == st.t_dismantled + cp.lag_weeks)
+    due = ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week >= st.t_dismantled + cp.lag_weeks)
     successor = due & (u[..., 0] < cp.psi)
     st.vacant |= due & ~successor
     entrant = st.vacant & ~due & (u[..., 1] < cp.entry_rate)

@@ -233,18 +233,21 @@ def week_record(
     m_eff: np.ndarray,
     m: np.ndarray,
     rate: np.ndarray,
+    traded: np.ndarray,
     alive: np.ndarray,
     rates: np.ndarray,
     events: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Step 10: the week's numbers, summed over networks in slot order (network axis -2 / -1).
 
-    ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``.
+    ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``:
+    ``m``, ``rate`` and ``traded`` describe the networks that traded this week (before
+    dismantling and renewal), ``alive`` those active at the end of the week.
     """
     kg = m_eff[..., None]
     ax = loads.ndim - 2
     shipped = sum_over_networks(loads * kg, axis=ax)
-    capacity = sum_over_networks(capacity_kg(supply, m, rate, alive), axis=ax)
+    capacity = sum_over_networks(capacity_kg(supply, m, rate, traded), axis=ax)
     seized_kg_agency = (caught[..., :-1] * kg) @ cp.port_onehot  # (L, N, A)
     a = np.arange(cp.n_agencies)
     foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != a)

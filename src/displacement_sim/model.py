@@ -214,6 +214,7 @@ class DisplacementModel(mesa.Model):
         seized = np.stack([n.seized[:-1] for n in nets])
         loads = np.stack([n.loads[:-1] for n in nets])
         alive = np.array([n.alive for n in nets])
+        self._traded = (alive.copy(), np.array([n.m for n in nets]), np.array([n.rate for n in nets]))
         hvt = np.array([n.hvt for n in nets])
         co.gather_intel(cp, self.coop, self.week, seized, loads, alive, u_inv[..., 3])
         self._events = co.investigate(cp, self.coop, self.week, u_inv, alive, hvt)
@@ -242,8 +243,9 @@ class DisplacementModel(mesa.Model):
             np.stack([n.loads for n in nets]),
             np.stack([n.seized for n in nets]),
             np.array([n.decision.m_eff for n in nets]),
-            np.array([n.m for n in nets]),
-            np.array([n.rate for n in nets]),
+            self._traded[1],
+            self._traded[2],
+            self._traded[0],
             np.array([n.alive for n in nets]),
             self._port_rates(),
             self._events,

@@ -181,10 +181,12 @@ def simulate(
             p, st.seizures, st.exposure, st.access, own_loads, own_seized, news_seized[:, None], news_exposure[:, None]
         )
         # 7. intelligence; 8. investigations
+        active = st.alive.copy()  # the networks that traded this week
         u_inv = investigations.week(week)
         co.gather_intel(cp, st.coop, week, own_seized, own_loads, st.alive, u_inv[..., 3])
         events = co.investigate(cp, st.coop, week, u_inv, st.alive, st.hvt)
         # 9. succession and entry
+        m_week, rate_week = st.m.copy(), st.rate.copy()
         u_succ = successions.week(week)
         successor, entrant = co.succession(cp, st.coop, week, u_succ, st.alive)
         _renew(plan, st, successor, entrant, u_succ)
@@ -192,7 +194,7 @@ def simulate(
         events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
         rec = kx.week_record(
-            p, cp, st.coop, supply, loads, caught, dec.m_eff, st.m, st.rate, st.alive, st.rates, events
+            p, cp, st.coop, supply, loads, caught, dec.m_eff, m_week, rate_week, active, st.alive, st.rates, events
         )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         recorder.add(week, rec)

@@ -247,3 +247,27 @@ def test_summary_json_has_no_nan_when_undefined(tmp_path: Path) -> None:
     assert summary["metrics"]["shipped_kg"]["ci95"] == [None, None]
     for name in ("manifest.json",):
         _no_nan((out / name).read_text())
+
+
+def test_common_random_numbers_hold_across_scenarios_with_different_load_bounds() -> None:
+    """A scenario that needs more load slots per week still shares the control's draws at a common width."""
+    from displacement_sim.params import required_load_slots
+
+    control = load_scenario(SCENARIOS / "baseline.yaml", overrides={"weeks": 90, "networks.n_slots": 20})
+    policy = load_scenario(
+        SCENARIOS / "baseline.yaml",
+        overrides={
+            "weeks": 90,
+            "networks.n_slots": 20,
+            "interventions": [{"week": 60, "set": {"behaviour.split_floor": 0.3, "behaviour.zeta": 4.0}}],
+        },
+    )
+    widths = required_load_slots(control), required_load_slots(policy)
+    assert widths[0] < widths[1]  # without a common width the blocks would differ and so would every draw
+    common = max(widths)
+    a = run_batch(control, 2, seed=3, keep_series=True, l_max=common)
+    b = run_batch(policy, 2, seed=3, keep_series=True, l_max=common)
+    assert np.array_equal(a.series["shipped_kg"][:, :60], b.series["shipped_kg"][:, :60])
+    assert not np.array_equal(a.series["shipped_kg"][:, 60:], b.series["shipped_kg"][:, 60:])
+    with pytest.raises(ValueError, match="load slots"):
+        run_batch(policy, 1, seed=3, l_max=widths[0])

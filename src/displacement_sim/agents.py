@@ -39,16 +39,11 @@ class TraffickingNetwork(mesa.Agent):
     def __init__(self, model: DisplacementModel, slot: int, attrs: dict[str, object], n_ports: int) -> None:
         super().__init__(model)
         self.slot = slot
-        self.m = float(attrs["m"])
-        self.rate = float(attrs["rate"])
-        self.lam = float(attrs["lam"])
-        self.home = str(attrs["home"])
-        self.hvt = bool(attrs["hvt"])
-        self.alive = True
-        self.t_dismantled: int | None = None
         self.seizures = np.zeros(n_ports)
         self.exposure = np.zeros(n_ports)
         self.access = np.zeros(n_ports)
+        self.t_dismantled: int | None = None
+        self.renew(attrs)
         self.decision: kx.Decision | None = None
         self.loads = np.zeros(n_ports + 1)
         self.seized = np.zeros(n_ports + 1)
@@ -85,7 +80,10 @@ class TraffickingNetwork(mesa.Agent):
         self.seized = np.bincount(alt, weights=caught, minlength=n_alt)
 
     def renew(self, attrs: dict[str, object]) -> None:
-        """Step 9: a successor or entrant takes the slot: new attributes, no insiders, prior beliefs."""
+        """A new network in the slot (at the start, or a successor or entrant in step 9).
+
+        New attributes, no insiders, prior beliefs.
+        """
         self.m = float(attrs["m"])
         self.rate = float(attrs["rate"])
         self.lam = float(attrs["lam"])

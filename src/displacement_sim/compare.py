@@ -723,6 +723,7 @@ def comparison_window(configs: Sequence[Scenario], files: Sequence[str] | None =
 def cmd_compare(args: argparse.Namespace) -> int:
     from .cli import _overrides, check_out_dir, progress_bar
     from .config import load_scenario
+    from .params import required_load_slots
     from .report import write_comparison_folder
     from .results import default_out_dir
     from .runner import run_batch
@@ -748,11 +749,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_out_dir(out)
     seed = configs[0].seed if args.seed is None else args.seed
 
+    # one shipment-block width for all, so every scenario reads the same random numbers
+    l_max = max(required_load_slots(cfg) for cfg in configs)
     results = []
     with progress_bar(args.replications * len(configs), "compare") as bar:
         for cfg in configs:
             res = run_batch(
-                cfg, args.replications, seed=seed, eval_from=eval_from, keep_series=True, progress=bar.update
+                cfg,
+                args.replications,
+                seed=seed,
+                eval_from=eval_from,
+                keep_series=True,
+                progress=bar.update,
+                l_max=l_max,
             )
             res.series = {k: res.series[k] for k in SERIES_NEEDED}  # free the rest before the next run
             results.append(res)

@@ -68,6 +68,7 @@ class DisplacementModel(mesa.Model):
         replication: which replication's random streams to use (as in the vectorized engine).
         point: the sweep point's index (its streams), 0 outside sweeps.
         weeks: horizon override.
+        l_max: load slots drawn per network-week (a common width keeps random numbers shared across scenarios).
         **overrides: scenario overrides with ``__`` for dots, e.g. ``enforcement__BE__budget=2000``.
 
     ``mesa.batch_run`` expands iterables, and a pydantic config is iterable: pass
@@ -82,6 +83,7 @@ class DisplacementModel(mesa.Model):
         replication: int = 0,
         point: int = 0,
         weeks: int | None = None,
+        l_max: int | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(config, tuple):
@@ -95,7 +97,7 @@ class DisplacementModel(mesa.Model):
         self.seed = seed
         self.replication = int(replication)
         self.point = int(point)
-        self.plan: RunPlan = build_plan(config, weeks)
+        self.plan: RunPlan = build_plan(config, weeks, l_max)
         self.week = 0
         self.phase = -1
         self.params = self.plan.params[0]

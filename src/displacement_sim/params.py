@@ -256,8 +256,27 @@ def build_params(s: Scenario) -> Params:
     )
 
 
-def build_plan(s: Scenario, weeks: int | None = None) -> RunPlan:
-    """Phases, inputs and fixed quantities of a run of ``s`` (optionally over another horizon)."""
+def _load_slots(lam_max: float, requested: int | None) -> int:
+    needed = mx.poisson_tail_bound(lam_max)
+    if requested is None:
+        return needed
+    if requested < needed:
+        raise ValueError(f"l_max={requested} is below the {needed} load slots this scenario needs")
+    return int(requested)
+
+
+def required_load_slots(s: Scenario, weeks: int | None = None) -> int:
+    """Load slots per network-week the scenario needs (for a common width across scenarios)."""
+    return build_plan(s, weeks).l_max
+
+
+def build_plan(s: Scenario, weeks: int | None = None, l_max: int | None = None) -> RunPlan:
+    """Phases, inputs and fixed quantities of a run of ``s`` (optionally over another horizon).
+
+    ``l_max`` widens the weekly shipment block to a common width, so that scenarios
+    with different load-rate bounds still share their random numbers (common random
+    numbers in a comparison); it may not be smaller than the scenario needs.
+    """
     horizon = int(weeks) if weeks is not None else s.weeks
     phase_list = [ph for ph in phases(s) if ph.week < horizon]
     params = tuple(build_params(ph.scenario) for ph in phase_list)
@@ -283,7 +302,7 @@ def build_plan(s: Scenario, weeks: int | None = None) -> RunPlan:
         coop=coop,
         supply=supply,
         a0=a0,
-        l_max=mx.poisson_tail_bound(lam_max),
+        l_max=_load_slots(lam_max, l_max),
         lam_max=lam_max,
         n_slots=s.networks.n_slots,
     )

@@ -41,6 +41,7 @@ def run_batch(
     point: int = 0,
     first_replication: int = 0,
     progress: Callable[[int], None] | None = None,
+    l_max: int | None = None,
 ) -> BatchResult:
     """Run ``replications`` of ``config`` on the vectorized engine.
 
@@ -50,7 +51,7 @@ def run_batch(
     """
     start = time.perf_counter()
     seed = int(config.seed if seed is None else seed)
-    plan = build_plan(config, weeks)
+    plan = build_plan(config, weeks, l_max)
     cells = plan.n_slots * len(plan.params[0].port_ids)
     group = max(1, MAX_CELLS_PER_BATCH // max(cells, 1))
     first = int(first_replication)
@@ -85,15 +86,22 @@ def run_mesa(
     point: int = 0,
     first_replication: int = 0,
     progress: Callable[[int], None] | None = None,
+    l_max: int | None = None,
 ) -> BatchResult:
-    """Run ``replications`` of ``config`` on the Mesa engine, one model after another."""
+    """Run ``replications`` of ``config`` on the Mesa engine, one model after another.
+
+    The arguments are those of :func:`run_batch`; ``l_max`` sets a common shipment-block
+    width so different scenarios share their random numbers.
+    """
     start = time.perf_counter()
     seed = int(config.seed if seed is None else seed)
     reps = np.arange(first_replication, first_replication + int(replications))
     weekly = []
     plan = None
     for r in reps:
-        model = DisplacementModel(config=config, rng=seed, replication=int(r), point=point, weeks=weeks).run()
+        model = DisplacementModel(
+            config=config, rng=seed, replication=int(r), point=point, weeks=weeks, l_max=l_max
+        ).run()
         plan = model.plan
         weekly.append(model.weekly())
         if progress:

@@ -207,7 +207,28 @@ def summary_table(summary: dict, weeks_eval: int) -> str:
             for k in ("hub_share", "regional_share", "inland_share", "foreign_share")
         ),
     ]
+    if "networks_dismantled" in m:
+        out.append(_cooperation_line(m, weeks_eval))
     return "\n".join(out)
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _cooperation_line(m: dict, weeks_eval: int) -> str:
+    """Investigations and intelligence: dismantled networks, cases, duplication, intel per agency."""
+    intel = ", ".join(
+        f"{k.removeprefix('intel_mean_')} {_num(v['mean'], '.2f')}" for k, v in m.items() if k.startswith("intel_mean_")
+    )
+    return (
+        f"networks dismantled {_num(m['networks_dismantled']['mean'])} "
+        f"(cases opened {_num(m['cases_opened']['mean'])}, duplicated case-weeks "
+        f"{_num(m['duplicated_case_weeks']['mean'])}, compromised {_num(m['compromised_cases']['mean'])}, "
+        f"weeks to dismantle {_num(m['mean_weeks_to_dismantle']['mean'], '.0f')}); "
+        f"successors {_num(m['successors']['mean'])}; seized from the other country's networks "
+        f"{_t_per_year(m['cross_border_seized_kg']['mean'], weeks_eval).strip()} t/yr; mean intel {intel}"
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -18,6 +18,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from .config import load_scenario
 from .errors import ConfigError
+from .experiments import load_experiment, run_model
 from .model import DisplacementModel
 from .results import BatchResult
 from .runner import run_batch, run_mesa, run_scenario
@@ -29,8 +30,10 @@ __all__ = [
     "DisplacementModel",
     "Scenario",
     "__version__",
+    "load_experiment",
     "load_scenario",
     "run_batch",
     "run_mesa",
+    "run_model",
     "run_scenario",
 ]

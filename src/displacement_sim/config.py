@@ -164,13 +164,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 @cache
-def _default_ports_cached() -> str:
-    return resources.files("displacement_sim.data").joinpath("ports.yaml").read_text(encoding="utf-8")
+def _default_ports_cached() -> dict[str, Any]:
+    text = resources.files("displacement_sim.data").joinpath("ports.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["ports"]
 
 
 def default_ports() -> dict[str, Any]:
-    """The default port reference data (``data/ports.yaml``) as a fresh dict."""
-    return yaml.safe_load(_default_ports_cached())["ports"]
+    """The default port reference data (``data/ports.yaml``) as a fresh dict (parsed once per process)."""
+    return copy.deepcopy(_default_ports_cached())
 
 
 # --- merging and paths -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running a sweep: executors, chunks of points, crash-safe results and resume.
+"""Running a sweep: executors, chunks of points, crash-safe results, resume, and the ``sweep`` command.
 
 **Executors.** One interface, ``concurrent.futures.Executor``, three back ends:
 
@@ -20,6 +20,8 @@ few chunks per worker are in flight, so memory stays bounded however large the
 sweep. The coordinator writes each finished chunk atomically as
 ``chunks/chunk-00012.csv``; ``points.csv`` is the chunks streamed in point order.
 
+**The command.** ``displacement-sim sweep`` (:func:`add_sweep_parser`, :func:`cmd_sweep`).
+
 **Resume.** ``manifest.json`` is written before the first chunk, with a hash of
 the experiment (after command-line overrides) and its resolved base scenario, and
 a hash of the design. ``--resume`` refuses a changed experiment and runs only the
@@ -30,6 +32,7 @@ worker count, chunk size or interruptions.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
@@ -59,6 +62,7 @@ __all__ = [
     "ExecutorHandle",
     "SerialExecutor",
     "SweepResult",
+    "add_sweep_parser",
     "available_cores",
     "check_new_out",
     "check_resume",
@@ -592,3 +596,99 @@ def _figures(sweep: Sweep, table: Path, out: Path, sens: dict[str, Any] | None) 
     df = pd.read_csv(table)
     exp = sweep.experiment
     return sweep_figures(df, exp.design, sweep.design.names, exp.outcomes, sens, out / "figures")
+
+
+# --- command line --------------------------------------------------------------------------------------
+
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``displacement-sim sweep`` (DESIGN.md section 6)."""
+    from .cli import _positive
+
+    p = sub.add_parser(
+        "sweep",
+        help="run an experiment: a parameter sweep or a sensitivity analysis",
+        description="Run an experiment file (experiments/*.yaml) and write a results folder.",
+    )
+    p.add_argument("experiment", type=Path)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive("--workers"),
+        default=None,
+        help="local worker processes (default: the cores available; 1 = serial in this process)",
+    )
+    where.add_argument(
+        "--dask-local", type=_positive("--dask-local"), default=None, metavar="N", help="start a Dask LocalCluster"
+    )
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="join a Dask scheduler (tcp://host:port)")
+    p.add_argument("--resume", action="store_true", help="complete the interrupted sweep in --out")
+    p.add_argument("--out", default=None, help="results folder (default results/<experiment>-<timestamp>-<id>)")
+    p.add_argument("--chunk-size", type=_positive("--chunk-size"), default=None, help="points per task")
+    p.add_argument("--n", type=_positive("--n"), default=None, help="override the sample size n")
+    p.add_argument("--replications", type=_positive("--replications"), default=None)
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``displacement-sim sweep``: every input is checked before anything is written or started."""
+    sweep = load_experiment(args.experiment, n=args.n, replications=args.replications)
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs the folder to complete", field="--out", allowed="--out DIR")
+        out = Path(args.out)
+        check_resume(sweep, out)
+    else:
+        out = Path(args.out) if args.out else default_out_dir(sweep.experiment.name)
+        check_new_out(out)
+    exp = sweep.experiment
+    print(
+        f"{exp.name}: {exp.design} design, {sweep.n_points} points x {exp.replications} replications, "
+        f"seed {sweep.seed}",
+        file=sys.stderr,
+    )
+    try:
+        with open_executor(args.workers, dask_local=args.dask_local, scheduler=args.scheduler) as handle:
+            print(f"executor: {handle.description}", file=sys.stderr)
+            result = run_sweep(
+                sweep,
+                out,
+                executor=handle,
+                chunk_size=args.chunk_size,
+                resume=args.resume,
+                figures=not args.no_figures,
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted: finished chunks are kept; resume with --resume --out {out}", file=sys.stderr)
+        raise
+    except Exception as exc:
+        if type(exc).__name__ not in ("BrokenProcessPool", "KilledWorker"):
+            raise
+        print(
+            f"error: workers died ({type(exc).__name__}: {exc}); finished chunks are kept; "
+            f"resume with --resume --out {out}",
+            file=sys.stderr,
+        )
+        return 1
+    print(_summary(result, sweep))
+    return 0
+
+
+def _summary(result: Any, sweep: Sweep) -> str:
+    lines = [
+        f"{sweep.experiment.name}: {result.n_points} points, {result.chunks_run} chunk(s) run now, "
+        f"{result.wall_seconds:.1f} s",
+        f"table: {result.table}",
+    ]
+    if result.sensitivity:
+        key = "ST" if sweep.experiment.design == "sobol" else "mu_star"
+        for outcome, res in result.sensitivity["outcomes"].items():
+            if "indices" not in res:
+                lines.append(f"  {outcome}: {res.get('error')}")
+                continue
+            ranked = sorted(res["indices"].items(), key=lambda kv: -(kv[1][key] or 0.0))[:3]
+            lines.append(f"  {outcome}: largest {key}: " + ", ".join(f"{n} {v[key]:.3g}" for n, v in ranked))
+        lines.append(f"sensitivity: {result.out / 'sensitivity.json'}")
+    lines.append(f"results: {result.out}")
+    return "\n".join(lines)

@@ -492,11 +492,17 @@ def new_networks(u: np.ndarray, spec, successor: np.ndarray, old_home: np.ndarra
 
 
 def reset_slots(cp: CoopParams, st: CoopState, new: np.ndarray, home: np.ndarray) -> None:
-    """A new network in the slot: no intel on it, no cases, nothing landed, not dismantled."""
-    st.intel = np.where(new[..., None, :], 0.0, st.intel)
-    st.pending = np.where(new[..., None, None, :], 0.0, st.pending)
-    st.landed = np.where(new[..., None, :], 0.0, st.landed)
-    st.case_on &= ~new[..., None, :]
-    st.case_joint &= ~new[..., None, :]
-    st.t_dismantled = np.where(new, -1, st.t_dismantled)
-    st.home_agency = np.where(new, home_index(home, cp.codes), st.home_agency)
+    """A new network in the slot: no intel on it, no cases, nothing landed, not dismantled.
+
+    Works on the index list of the new slots (rare events), not on whole arrays.
+    """
+    idx = np.nonzero(new)
+    lead, slot = idx[:-1], idx[-1]
+    every = slice(None)
+    st.intel[(*lead, every, slot)] = 0.0
+    st.pending[(*lead, every, every, slot)] = 0.0
+    st.landed[(*lead, every, slot)] = 0.0
+    st.case_on[(*lead, every, slot)] = False
+    st.case_joint[(*lead, every, slot)] = False
+    st.t_dismantled[idx] = -1
+    st.home_agency[idx] = home_index(np.asarray(home)[idx], cp.codes)

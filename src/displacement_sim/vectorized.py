@@ -105,7 +105,11 @@ def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple
     """
     r_n, n_n, n_alt = det.shape
     n_loads = mx.poisson_from_uniform(u[..., 0], dec.mean_loads, l_max)
-    rr, nn, ll = np.nonzero(np.arange(l_max) < n_loads[..., None])
+    # one entry per load, in (replication, network, load) order
+    counts = n_loads.reshape(-1)
+    owner = np.repeat(np.arange(counts.size), counts)
+    ll = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    rr, nn = np.divmod(owner, n_n)
     alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
     seized = u[rr, nn, 1 + l_max + ll] < det[rr, nn, alt]
     flat = (rr * n_n + nn) * n_alt + alt
@@ -127,14 +131,17 @@ class _Blocks:
         self.shape, self.weeks = shape, weeks
         per_week = max(len(reps) * int(np.prod(shape)) * 8, 1)
         self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
-        self.block: np.ndarray | None = None
+        self.buffer: np.ndarray | None = None
 
     def week(self, week: int) -> np.ndarray:
         offset = week % self.chunk
         if offset == 0:
             span = min(self.chunk, self.weeks - week)
-            self.block = np.stack([g.random((span, *self.shape)) for g in self.gens], axis=1)
-        return self.block[offset]
+            if self.buffer is None or self.buffer.shape[1] != span:
+                self.buffer = np.empty((len(self.gens), span, *self.shape))
+            for r, g in enumerate(self.gens):  # same numbers as weekly draws, into one preallocated buffer
+                g.random(out=self.buffer[r])
+        return self.buffer[:, offset]
 
 
 def simulate(
@@ -206,10 +213,11 @@ def _renew(plan: RunPlan, st: VectorState, successor: np.ndarray, entrant: np.nd
     new = successor | entrant
     if not new.any():
         return
-    attrs = co.new_networks(u, plan.scenario.networks, successor, st.home)
+    idx = np.nonzero(new)  # rare: work on the index list of the new slots
+    attrs = co.new_networks(u[idx], plan.scenario.networks, successor[idx], st.home[idx])
     for name in ("m", "rate", "lam", "home", "hvt"):
-        setattr(st, name, np.where(new, attrs[name], getattr(st, name)))
+        getattr(st, name)[idx] = attrs[name]
     for name in ("seizures", "exposure", "access"):
-        setattr(st, name, np.where(new[..., None], 0.0, getattr(st, name)))
-    st.alive |= new
+        getattr(st, name)[idx] = 0.0
+    st.alive[idx] = True
     co.reset_slots(plan.coop[0], st.coop, new, st.home)

@@ -33,6 +33,7 @@ COUNT_KEYS = {
     "active_networks",
     "cases_opened",
     "case_weeks",
+    "unit_weeks",
     "compromised_cases",
     "dismantled",
     "dismantled_joint",

@@ -77,13 +77,14 @@ def check_run(cfg: Scenario, replications: int, seed: int) -> None:
 
     # cooperation records: intel in [0, 1]; events are non-negative counts; open cases within capacity
     assert np.all((s["intel_mean"] >= 0) & (s["intel_mean"] <= 1 + 1e-12))
-    counts = ("cases_opened", "case_weeks", "compromised_cases", "dismantled", "dismantled_joint")
+    counts = ("cases_opened", "case_weeks", "unit_weeks", "compromised_cases", "dismantled", "dismantled_joint")
     counts += ("duplicated_case_weeks", "successors", "entrants", "weeks_to_dismantle")
     for name in counts:
         x = s[name]
         assert np.all((x >= 0) & (x == np.round(x))), name
     units = np.array([a.case_units for a in cfg.enforcement.agencies.values()])
-    assert np.all(s["case_weeks"] <= units)
+    assert np.all(s["unit_weeks"] <= units)
+    assert np.all(s["case_weeks"] <= s["unit_weeks"])  # a joint case is one case using a unit in each country
     assert np.all(s["cross_border_seized_kg"].sum(axis=-1) <= seized[..., :-1].sum(axis=-1) * (1 + 1e-12) + 1e-9)
     # a network leaves only when dismantled and a slot is refilled only by a successor or an entrant
     before = np.concatenate([np.full((R, 1), float(cfg.networks.n_slots)), active[:, :-1]], axis=1)

@@ -452,12 +452,16 @@ def investigate(
     if a == 0:
         ev["duplicated"] = np.zeros(lead)
         ev["case_weeks"] = np.zeros((*lead, a))
+        ev["unit_weeks"] = np.zeros((*lead, a))
         return ev
     _resolve(cp, st, week, u[..., 2], alive, ev)
     _open_cases(cp, st, week, u[..., 0], u[..., 1], alive, hvt, ev)
     single = st.case_on & ~st.case_joint
     ev["duplicated"] = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
-    ev["case_weeks"] = st.case_on.sum(axis=-1).astype(float)
+    # a joint case is one case (counted with its lowest-coded member) that uses a unit in each country
+    lower_joint = np.cumsum(st.case_joint, axis=-2) - st.case_joint > 0
+    ev["case_weeks"] = (st.case_on & ~(st.case_joint & lower_joint)).sum(axis=-1).astype(float)
+    ev["unit_weeks"] = st.case_on.sum(axis=-1).astype(float)
     return ev
 
 

@@ -274,6 +274,7 @@ def week_record(
         "intel_mean": intel_alive / np.maximum(n_alive, 1)[..., None],
         "cases_opened": events["cases_opened"],
         "case_weeks": events["case_weeks"],
+        "unit_weeks": events["unit_weeks"],
         "compromised_cases": events["compromised"],
         "dismantled": events["dismantled"],
         "dismantled_joint": events["dismantled_joint"],

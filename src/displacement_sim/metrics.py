@@ -178,6 +178,7 @@ def cooperation_metrics(totals: dict[str, np.ndarray], ports: PortInfo, eval_wee
         "dismantled_by_joint_teams": totals["dismantled_joint"],
         "cases_opened": totals["cases_opened"].sum(axis=-1),
         "case_weeks": case_weeks,
+        "unit_weeks": totals["unit_weeks"].sum(axis=-1),
         "case_weeks_per_dismantled": _ratio(case_weeks, dismantled),
         "duplicated_case_weeks": totals["duplicated_case_weeks"],
         "compromised_cases": totals["compromised_cases"].sum(axis=-1),

@@ -49,6 +49,7 @@ RECORD_KEYS = (
     "intel_mean",
     "cases_opened",
     "case_weeks",
+    "unit_weeks",
     "compromised_cases",
     "dismantled",
     "dismantled_joint",

@@ -54,11 +54,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import _check_port_id, _convert, _loc_to_path, apply_path, load_scenario, read_yaml, scenario_from_dict
+from .config import _check_port_id, apply_path, load_scenario, read_yaml, scenario_from_dict
 from .errors import ConfigError, suggest
 from .metrics import reduce_values
 from .runner import run_batch, run_scenario
 from .schema import Behaviour, CrossFieldError, Scenario
+from .validation import _convert, _loc_to_path
 
 __all__ = [
     "DESIGNS",

@@ -562,7 +562,7 @@ def run_point(sweep: Sweep, k: int) -> dict[str, Any]:
     exp = sweep.experiment
     cfg = sweep.config(k)
     key = int(k) if exp.streams == "independent" else 0
-    result = run_scenario(cfg, exp.engine, exp.replications, seed=sweep.seed, point=key)
+    result = run_scenario(cfg, exp.engine, exp.replications, seed=sweep.seed, point=key, bands=False)
     row: dict[str, Any] = {"point": int(k)}
     row.update(zip(sweep.design.names, sweep.design.points[int(k)], strict=True))
     for name in exp.outcomes:

@@ -50,10 +50,19 @@ class Recorder:
         replications: number of replications fed together (first axis of every record).
         weeks: horizon; eval_from: first week of the evaluation window.
         keep_series: also keep every replication's weekly series (memory R x weeks x ports).
+        bands: compute the weekly mean and quantile bands (sweeps, which need only totals, skip them).
 
     """
 
-    def __init__(self, replications: int, weeks: int, eval_from: int, n_ports: int, keep_series: bool = False):
+    def __init__(
+        self,
+        replications: int,
+        weeks: int,
+        eval_from: int,
+        n_ports: int,
+        keep_series: bool = False,
+        bands: bool = True,
+    ):
         self.replications = replications
         self.weeks = weeks
         self.eval_from = eval_from
@@ -63,6 +72,7 @@ class Recorder:
             k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan) for k in SERIES_KEYS
         }
         self.keep_series = keep_series
+        self.with_bands = bands
         self.series: dict[str, list[np.ndarray]] = {}
         self.weeks_seen = 0
 
@@ -72,10 +82,11 @@ class Recorder:
         if week >= self.eval_from:
             for k, v in rec.items():
                 self.totals[k] = np.array(v, dtype=float) if k not in self.totals else self.totals[k] + v
-        for k in SERIES_KEYS:
-            x = rec[k]
-            self.bands[k][week, 0] = x.mean(axis=0)
-            self.bands[k][week, 1:] = np.quantile(x, QUANTILES, axis=0)
+        if self.with_bands:
+            for k in SERIES_KEYS:
+                x = rec[k]
+                self.bands[k][week, 0] = x.mean(axis=0)
+                self.bands[k][week, 1:] = np.quantile(x, QUANTILES, axis=0)
         if self.keep_series:
             for k, v in rec.items():
                 self.series.setdefault(k, []).append(v.copy())

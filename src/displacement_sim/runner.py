@@ -42,11 +42,13 @@ def run_batch(
     first_replication: int = 0,
     progress: Callable[[int], None] | None = None,
     l_max: int | None = None,
+    bands: bool = True,
 ) -> BatchResult:
     """Run ``replications`` of ``config`` on the vectorized engine.
 
     Replication ``r`` uses the streams keyed ``(seed, point, r)``, so it equals
     ``DisplacementModel(config=config, rng=seed, replication=r).run()``.
+    ``bands=False`` skips the weekly quantile bands (totals and metrics are unchanged).
     Large batches are split into groups that run one after the other.
     """
     start = time.perf_counter()
@@ -59,7 +61,8 @@ def run_batch(
     recorder: Recorder | None = None
     for lo in range(0, len(reps), group):
         chunk = reps[lo : lo + group]
-        rec = Recorder(len(chunk), plan.weeks, _eval_from(plan, eval_from), len(plan.params[0].port_ids), keep_series)
+        n_ports = len(plan.params[0].port_ids)
+        rec = Recorder(len(chunk), plan.weeks, _eval_from(plan, eval_from), n_ports, keep_series, bands)
         vectorized.simulate(plan, seed, chunk, rec, point=point)
         recorder = rec if recorder is None else recorder.merge(rec)
         if progress:
@@ -87,6 +90,7 @@ def run_mesa(
     first_replication: int = 0,
     progress: Callable[[int], None] | None = None,
     l_max: int | None = None,
+    bands: bool = True,
 ) -> BatchResult:
     """Run ``replications`` of ``config`` on the Mesa engine, one model after another.
 
@@ -106,7 +110,8 @@ def run_mesa(
         weekly.append(model.weekly())
         if progress:
             progress(1)
-    recorder = Recorder(len(reps), plan.weeks, _eval_from(plan, eval_from), len(plan.params[0].port_ids), keep_series)
+    n_ports = len(plan.params[0].port_ids)
+    recorder = Recorder(len(reps), plan.weeks, _eval_from(plan, eval_from), n_ports, keep_series, bands)
     for week in range(plan.weeks):
         recorder.add(week, {k: np.stack([w[k][week] for w in weekly]) for k in RECORD_KEYS})
     return BatchResult.from_recorder(

@@ -262,3 +262,47 @@ def test_a_joint_team_needs_a_partner(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert "enforcement.hvt.coordination" in err and "partner" in err
+
+
+# --- three agencies: joint teams enlist the involved partners, and count once ---------------------------------
+
+
+def _three_agencies():
+    from displacement_sim import cooperation as co
+
+    agency = {"case_units": 2, "open_rate": 5.0, "dur_weeks": 4, "sigma": 1.0}
+    cfg = load_scenario(
+        {
+            "name": "three",
+            "weeks": 30,
+            "warmup_weeks": 5,
+            "enforcement": {"BE": agency, "DE": agency, "NL": agency, "hvt": {"coordination": "joint_team"}},
+        }
+    )
+    return co, co.coop_params(cfg)
+
+
+def test_a_joint_team_enlists_only_partners_involved_in_the_target():
+    co, cp = _three_agencies()
+    assert cp.codes == ("BE", "DE", "NL")
+    st = co.initial_coop_state(cp, (), 1, np.array(["NL"]), np.ones(1))
+    st.landed[:, 0] = [5.0, 0.0, 0.0]  # loads land in Belgium only; the network lives in the Netherlands
+    co._form_joint_teams(cp, st, 0, np.array([True]))
+    members = [c for i, c in enumerate(cp.codes) if st.case_joint[i, 0]]
+    assert members == ["NL"]  # Germany is not involved and does not join
+
+
+def test_a_compromised_joint_case_counts_once():
+    co, cp = _three_agencies()
+    st = co.initial_coop_state(cp, (), 1, np.array(["NL"]), np.ones(1))
+    st.case_on[:] = True  # BE+NL run a joint case, DE a national case that ends now and succeeds
+    st.case_joint[[0, 2], 0] = True
+    st.t_case_start[:] = 0
+    st.t_case_active[:] = 0
+    st.t_case_end[:] = [[20], [5], [20]]
+    events = {"compromised": np.zeros(3), "dismantled": np.zeros(3)}
+    events.update(dismantled_joint=np.zeros(()), weeks_to_dismantle=np.zeros(()))
+    co._resolve(cp, st, 5, np.zeros((3, 1)), np.ones(1, dtype=bool), events)
+    assert events["dismantled"].tolist() == [0.0, 1.0, 0.0]
+    assert events["compromised"].sum() == 1.0
+    assert not st.case_on.any()

@@ -356,7 +356,9 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         closing[..., a, :] = ending
         closing |= (joint & ending)[..., None, :] & st.case_joint
         compromised = success[..., None, :] & st.case_on & ~closing
-        ev["compromised"] += compromised.sum(axis=-1)
+        # a compromised joint case counts once (with its lowest-coded member), like its case-weeks
+        lower_joint = np.cumsum(st.case_joint, axis=-2) - st.case_joint > 0
+        ev["compromised"] += (compromised & ~(st.case_joint & lower_joint)).sum(axis=-1)
         ev["dismantled"][..., a] += success.sum(axis=-1)
         ev["dismantled_joint"] += (success & joint).sum(axis=-1)
         ev["weeks_to_dismantle"] += np.where(success, week - st.t_case_start[..., a, :], 0).sum(axis=-1)
@@ -398,6 +400,7 @@ def _open_cases(
         waiting = round(cp.requests_per_case * cp.delay_weeks)
         duration = np.where(shared, duration + waiting, duration)
         joint = np.zeros_like(opened)
+        before = st.case_on.copy()
         if cp.coordination == "joint_team":
             joint = _form_joint_teams(cp, st, a, opened & shared)
             jit_duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a] * cp.jit_duration_factor)
@@ -405,7 +408,7 @@ def _open_cases(
         start_work = np.where(joint, week + cp.jit_setup_weeks, week)
         members = np.zeros_like(st.case_on)
         members[..., a, :] = opened
-        members |= joint[..., None, :] & st.case_joint  # partners already flagged by _form_joint_teams
+        members |= st.case_on & ~before  # the partners _form_joint_teams just enlisted
         st.case_on |= members
         st.t_case_start = np.where(members, week, st.t_case_start)
         st.t_case_end = np.where(members, week + duration[..., None, :], st.t_case_end)
@@ -415,16 +418,19 @@ def _open_cases(
 
 
 def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndarray) -> np.ndarray:
-    """Turn agency ``a``'s new cases on shared targets into joint teams where a partner has a free unit.
+    """Turn agency ``a``'s new cases on shared targets into joint teams with the involved partners.
 
-    Partners are asked in code order; each joint case takes one unit in each member country.
+    Every partner country involved in the target (its loads land there, or its members live
+    there) that has a free unit joins, in code order; a joint case takes one unit in each
+    member country.
     """
     joint = np.zeros_like(candidates)
     for b in range(cp.n_agencies):
         if b == a:
             continue
         free_b = np.maximum(cp.case_units[b] - st.case_on[..., b, :].sum(axis=-1), 0)
-        possible = candidates & ~joint & ~st.case_on[..., b, :]
+        involved = (st.landed[..., b, :] > SHARED_LANDED_MIN) | (st.home_agency == b)
+        possible = candidates & involved & ~st.case_on[..., b, :]
         take = _take_first(possible, np.zeros(possible.shape), free_b)
         st.case_on[..., b, :] |= take
         st.case_joint[..., b, :] |= take

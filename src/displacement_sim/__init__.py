@@ -18,11 +18,20 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from .config import load_scenario
 from .errors import ConfigError
-from .experiments import load_experiment, run_model
 from .model import DisplacementModel
 from .results import BatchResult
 from .runner import run_batch, run_mesa, run_scenario
 from .schema import Scenario
+
+
+def __getattr__(name: str):
+    """Experiment helpers load on first use (SALib and the executors are slow to import)."""
+    if name in ("load_experiment", "run_model"):
+        from . import experiments
+
+        return getattr(experiments, name)
+    raise AttributeError(f"module 'displacement_sim' has no attribute {name!r}")
+
 
 __all__ = [
     "BatchResult",

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to import)
 
 from .config import expand_path
 from .errors import ConfigError, suggest
@@ -87,7 +87,7 @@ COMPONENTS = {
 
 
 def _t_half(std: float, n: int, df: float | None = None) -> float:
-    return float(stats.t.ppf(0.975, n - 1 if df is None else df) * std / math.sqrt(n)) if n > 1 else math.nan
+    return float(stdtrit(n - 1 if df is None else df, 0.975) * std / math.sqrt(n)) if n > 1 else math.nan
 
 
 def paired_difference(treatment: np.ndarray, control: np.ndarray) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def paired_difference(treatment: np.ndarray, control: np.ndarray) -> dict[str, A
         half_u = 0.0
     else:  # Welch-Satterthwaite degrees of freedom
         df = (v_t + v_c) ** 2 / (v_t**2 / (n - 1) + v_c**2 / (n - 1))
-        half_u = float(stats.t.ppf(0.975, df) * se)
+        half_u = float(stdtrit(df, 0.975) * se)
     return {
         "mean": mean,
         "std": std,

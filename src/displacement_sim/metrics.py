@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to import)
 
 __all__ = [
     "PortInfo",
@@ -234,5 +234,5 @@ def reduce_values(values: np.ndarray) -> dict[str, float | list[float | None] | 
     if n < 2:
         return {"mean": mean, "std": None, "ci95": [None, None], "n": n}
     std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    half = float(stdtrit(n - 1, 0.975) * std / math.sqrt(n))
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}

@@ -63,6 +63,11 @@ def initial_networks(u: np.ndarray, spec: Networks) -> dict[str, np.ndarray]:
 # --- enforcement: allocation ---------------------------------------------------------------------
 
 
+def allocation_due(unit: AgencyParams, week: int, phase_start: bool) -> bool:
+    """A unit reallocates on its review weeks, and whenever a new phase (intervention) starts."""
+    return phase_start or week % unit.review_weeks == 0
+
+
 def recent_seizures(history: np.ndarray, week: int, n_weeks: int) -> np.ndarray:
     """Seizures per port over the ``n_weeks`` before ``week`` from a ring buffer (axis -2 is weeks)."""
     size = history.shape[-2]

@@ -28,7 +28,6 @@ __all__ = [
 
 SERIES_KEYS = ("shipped_kg", "seized_kg", "delivered_kg", "inspection_rate")
 QUANTILES = (0.1, 0.5, 0.9)
-TOTAL_KEYS = ("loads", "shipped_kg", "seized_loads", "seized_kg", "held_kg", "capacity_kg")  # always recorded
 BE_NL = ("BE", "NL")
 
 
@@ -83,10 +82,7 @@ class Recorder:
             for k, v in rec.items():
                 self.totals[k] = np.array(v, dtype=float) if k not in self.totals else self.totals[k] + v
         if self.with_bands:
-            for k in SERIES_KEYS:
-                x = rec[k]
-                self.bands[k][week, 0] = x.mean(axis=0)
-                self.bands[k][week, 1:] = np.quantile(x, QUANTILES, axis=0)
+            self._add_bands(week, rec)
         if self.keep_series:
             for k, v in rec.items():
                 self.series.setdefault(k, []).append(v.copy())
@@ -104,6 +100,7 @@ class Recorder:
             self.eval_from,
             self.n_ports,
             self.keep_series and other.keep_series,
+            self.with_bands,
         )
         for k in self.totals:
             merged.totals[k] = np.concatenate([self.totals[k], other.totals[k]])
@@ -112,16 +109,16 @@ class Recorder:
                 k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
                 for k in self.series
             }
-            for week in range(self.weeks):
-                merged.add_bands_only(week, {k: merged.series[k][week] for k in merged.series})
-        else:
+            if merged.with_bands:
+                for week in range(self.weeks):
+                    merged._add_bands(week, {k: merged.series[k][week] for k in merged.series})
+        elif merged.with_bands:
             merged.bands = _weighted_bands(self, other)
         merged.weeks_seen = self.weeks_seen
         return merged
 
-    def add_bands_only(self, week: int, rec: dict[str, np.ndarray]) -> None:
-        rec = dict(rec)
-        rec.setdefault("delivered_kg", rec["shipped_kg"] - rec["seized_kg"])
+    def _add_bands(self, week: int, rec: dict[str, np.ndarray]) -> None:
+        """Mean and quantiles over replications of one week (``rec`` includes ``delivered_kg``)."""
         for k in SERIES_KEYS:
             self.bands[k][week, 0] = rec[k].mean(axis=0)
             self.bands[k][week, 1:] = np.quantile(rec[k], QUANTILES, axis=0)

@@ -172,14 +172,11 @@ class DisplacementModel(mesa.Model):
         p = self.params
         history = np.stack([port.seizure_history for port in self.ports], axis=-1)
         rates = self._port_rates()
-        if self._phase_start:
-            for agency in self.agencies.values():
-                agency.extra = np.zeros(0)
         extras = []
         changed = self._phase_start  # a new phase may change base rates even where no budget moves
         for unit in p.units:
             agency = self.agencies[unit.code]
-            if self._phase_start or self.week % unit.review_weeks == 0:
+            if kx.allocation_due(unit, self.week, self._phase_start):
                 already = kx.placed_extra(p, extras, ())
                 agency.allocate(p, unit, history, self.week, rates, already)
                 changed = True

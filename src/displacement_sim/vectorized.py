@@ -81,20 +81,20 @@ def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int
     )
 
 
-def _allocate(plan: RunPlan, p: Params, st: VectorState, week: int, phase_start: bool) -> None:
+def _allocate(p: Params, st: VectorState, week: int, phase_start: bool) -> None:
     """Step 2: reallocate each unit on its review weeks (and whenever a new phase starts)."""
-    if phase_start and len(st.extras) != len(p.units):
-        st.extras = [np.zeros((st.rates.shape[0], len(u.ports))) for u in p.units]
-    changed = phase_start  # a new phase may change base rates even where no budget is reallocated
     lead = (st.rates.shape[0],)
+    if phase_start:  # every unit reallocates now, so the list is rebuilt for this phase's units
+        st.extras = [np.zeros((*lead, len(u.ports))) for u in p.units]
+    changed = phase_start  # a new phase may change base rates even where no budget is reallocated
     for k, unit in enumerate(p.units):
-        if phase_start or week % unit.review_weeks == 0:
+        if kx.allocation_due(unit, week, phase_start):
             recent = kx.recent_seizures(st.history, week, unit.review_weeks)
             already = kx.placed_extra(p, st.extras[:k], lead)
             st.extras[k] = kx.allocate(p, unit, recent, st.rates, already)
             changed = True
     if changed:
-        st.rates = kx.rates_from_extra(p, st.extras, (st.rates.shape[0],))
+        st.rates = kx.rates_from_extra(p, st.extras, lead)
 
 
 def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +169,7 @@ def simulate(
         phase = new_phase
         p, cp = plan.params[phase], plan.coop[phase]
         # 2. allocation
-        _allocate(plan, p, st, week, phase_start)
+        _allocate(p, st, week, phase_start)
         # 3-4. perception and choice
         supply = float(plan.supply[week])
         dec = kx.decide(p, plan.a0, supply, st.lam, st.m, st.rate, st.seizures, st.exposure, st.access, st.alive)

@@ -110,7 +110,8 @@ def final_vector_state(cfg: Scenario, seed: int, replication: int = 0) -> vector
     """The vectorized engine's state after the last week (as ``runner.run_batch`` drives it)."""
     plan = build_plan(cfg)
     rec = Recorder(1, plan.weeks, plan.warmup_weeks, len(plan.params[0].port_ids), False)
-    return vectorized.simulate(plan, seed, [replication], rec)
+    (state,) = vectorized.simulate(plan, seed, [replication], rec)
+    return state
 
 
 def test_final_network_state_agrees() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import mechanics as mx
+from .rows import at
 from .schema import Scenario
 
 __all__ = [
@@ -186,7 +187,8 @@ def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     Returns shape ``(L, N, P)``.
     """
     partners = intel.sum(axis=-2, keepdims=True) - intel
-    g = np.minimum(1.0, cp.gamma * intel + cp.tip_gamma * cp.tip_weight * cp.share * partners)
+    nd = intel.ndim
+    g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
     padded = np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
     return np.swapaxes(padded[..., cp.port_agency, :], -1, -2)
 
@@ -214,14 +216,16 @@ def gather_intel(
     by_agency = np.swapaxes(seized @ cp.port_onehot, -1, -2)  # (L, A, N)
     working = st.case_on & (week >= st.t_case_active)
     domestic = alive[..., None, :] & (st.home_agency[..., None, :] == np.arange(cp.n_agencies)[:, None])
-    own = np.minimum(1.0, cp.gain_seizure * by_agency + cp.gain_case * working + cp.gain_home * domestic)
-    to_partners = cp.share * (own.sum(axis=-2, keepdims=True) - own)
+    nd = by_agency.ndim
+    gains = (at(cp.gain_seizure, nd), at(cp.gain_case, nd), at(cp.gain_home, nd))
+    own = np.minimum(1.0, gains[0] * by_agency + gains[1] * working + gains[2] * domestic)
+    to_partners = at(cp.share, nd) * (own.sum(axis=-2, keepdims=True) - own)
     slot = (week + cp.delay_weeks) % PENDING_WEEKS
     st.pending[..., slot, :, :] += to_partners
     now = week % PENDING_WEEKS
     received = st.pending[..., now, :, :].copy()
     st.pending[..., now, :, :] = 0.0
-    decayed = st.intel * (1.0 - cp.decay)
+    decayed = st.intel * (1.0 - at(cp.decay, nd))
     st.intel = decayed + (1.0 - decayed) * np.minimum(1.0, own + received)
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
@@ -235,7 +239,7 @@ def gather_intel(
                 partners = st.case_joint & st.case_joint[..., agency : agency + 1, :]  # members of its joint cases
                 rows = st.case_on & due[..., None, :] & (own_row | partners)
                 st.t_case_end = np.where(rows, week, st.t_case_end)
-    st.landed = cp.memory * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
+    st.landed = at(cp.memory, nd) * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
 
 
 # --- step 8: investigations ----------------------------------------------------------------------------
@@ -341,17 +345,20 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     resolve in code order, so a tie goes to the first; a joint case is resolved once, by its
     lowest-coded member, and closes in every member's row.
     """
+    nd = alive.ndim
+    uplift, penalty, weight = at(cp.jit_uplift, nd), at(cp.conflict_penalty, nd), at(cp.evidence_weight, nd)
     for a in range(cp.n_agencies):
         joint = st.case_joint[..., a, :]
         follower = joint & st.case_joint[..., :a, :].any(axis=-2)
         ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
         others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
-        factor = np.where(joint, cp.jit_uplift, np.where(others_on, 1.0 - cp.conflict_penalty, 1.0))
+        factor = np.where(joint, uplift, np.where(others_on, 1.0 - penalty, 1.0))
         # a joint team works on the pooled evidence of its members: 1 - prod(1 - I)
         pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
         held = np.where(joint, pooled, st.intel[..., a, :])
-        evidence = 1.0 - cp.evidence_weight + 2.0 * cp.evidence_weight * held
-        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor * evidence))
+        evidence = 1.0 - weight + 2.0 * weight * held
+        sigma = at(cp.sigma[..., a], nd)
+        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, sigma * factor * evidence))
         closing = np.zeros_like(st.case_on)
         closing[..., a, :] = ending
         closing |= (joint & ending)[..., None, :] & st.case_joint
@@ -388,7 +395,7 @@ def _open_cases(
     shared = _shared(cp, st)
     rule = COORDINATION[cp.coordination]
     for a in range(cp.n_agencies):
-        hazard = 1.0 - np.exp(-cp.open_rate[a] * st.intel[..., a, :] * nx[..., a, :])
+        hazard = 1.0 - np.exp(-at(cp.open_rate[..., a], alive.ndim) * st.intel[..., a, :] * nx[..., a, :])
         free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
         candidate = alive & hvt & ~st.case_on[..., a, :]
         ctx = ModeContext(cp, st, a, week, nx, shared)
@@ -485,18 +492,22 @@ def succession(
     ``(successor, entrant)`` masks; the caller draws their attributes with :func:`new_networks`.
     """
     due = ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week >= st.t_dismantled + cp.lag_weeks)
-    successor = due & (u[..., 0] < cp.psi)
+    successor = due & (u[..., 0] < at(cp.psi, alive.ndim))
     st.vacant |= due & ~successor
-    entrant = st.vacant & ~due & (u[..., 1] < cp.entry_rate)
+    entrant = st.vacant & ~due & (u[..., 1] < at(cp.entry_rate, alive.ndim))
     st.vacant &= ~entrant
     return successor, entrant
 
 
-def new_networks(u: np.ndarray, spec, successor: np.ndarray, old_home: np.ndarray) -> dict[str, np.ndarray]:
-    """Attributes of successors and entrants from the succession block (successors keep the home)."""
+def new_networks(u: np.ndarray, net, successor: np.ndarray, old_home: np.ndarray) -> dict[str, np.ndarray]:
+    """Attributes of successors and entrants from the succession block (successors keep the home).
+
+    ``net`` is the plan's :class:`~displacement_sim.params.NetworkParams`, its per-row
+    numbers (if any) already aligned with the first axis of ``u``.
+    """
     from .kernel import initial_networks
 
-    attrs = initial_networks(u[..., 2:], spec)
+    attrs = initial_networks(u[..., 2:], net)
     attrs["home"] = np.where(successor, old_home, attrs["home"])
     return attrs
 

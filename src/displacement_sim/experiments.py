@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .config import _check_port_id, apply_path, load_scenario, read_yaml, scenario_from_dict
 from .errors import ConfigError, suggest
 from .metrics import reduce_values
-from .runner import run_batch, run_scenario
+from .runner import run_batch, run_points, run_scenario
 from .schema import Behaviour, CrossFieldError, Scenario
 from .validation import _convert, _loc_to_path
 
@@ -560,12 +560,21 @@ def _outcome_values(result: Any, name: str) -> np.ndarray:
 def run_point(sweep: Sweep, k: int) -> dict[str, Any]:
     """Run point ``k``: its parameters and, per outcome, mean, std and 95% CI over replications."""
     exp = sweep.experiment
-    cfg = sweep.config(k)
-    key = int(k) if exp.streams == "independent" else 0
-    result = run_scenario(cfg, exp.engine, exp.replications, seed=sweep.seed, point=key, bands=False)
+    result = run_scenario(
+        sweep.config(k), exp.engine, exp.replications, seed=sweep.seed, point=_stream_key(sweep, k), bands=False
+    )
+    return _point_row(sweep, k, result)
+
+
+def _stream_key(sweep: Sweep, k: int) -> int:
+    """The point index of point ``k``'s random streams (0 for every point with common random numbers)."""
+    return int(k) if sweep.experiment.streams == "independent" else 0
+
+
+def _point_row(sweep: Sweep, k: int, result: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"point": int(k)}
     row.update(zip(sweep.design.names, sweep.design.points[int(k)], strict=True))
-    for name in exp.outcomes:
+    for name in sweep.experiment.outcomes:
         red = reduce_values(_outcome_values(result, name))
         lo, hi = red["ci95"]
         row.update(
@@ -575,8 +584,19 @@ def run_point(sweep: Sweep, k: int) -> dict[str, Any]:
 
 
 def run_chunk(sweep: Sweep, point_indices: Sequence[int]) -> list[dict[str, Any]]:
-    """Run a chunk of points, one after the other: the unit of work sent to an executor."""
-    return [run_point(sweep, k) for k in point_indices]
+    """Run a chunk of points: the unit of work sent to an executor.
+
+    On the vectorized engine the chunk's points run as one batch (``run_points``: K points
+    x R replications in one array pass, each point on its own streams); on the Mesa
+    engine one after the other. Either way a point's row does not depend on the chunk.
+    """
+    exp = sweep.experiment
+    if exp.engine == "mesa":
+        return [run_point(sweep, k) for k in point_indices]
+    configs = [sweep.config(k) for k in point_indices]
+    keys = [_stream_key(sweep, k) for k in point_indices]
+    results = run_points(configs, exp.replications, sweep.seed, keys)
+    return [_point_row(sweep, k, r) for k, r in zip(point_indices, results, strict=True)]
 
 
 def _cell(value: Any) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import mechanics as mx
-from .params import AgencyParams, Params
-from .schema import Networks
+from .params import AgencyParams, NetworkParams, Params
+from .rows import at
 from .streams import INIT_COLUMNS
 
 __all__ = [
@@ -45,18 +45,28 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
 # --- initialisation -------------------------------------------------------------------------------
 
 
-def initial_networks(u: np.ndarray, spec: Networks) -> dict[str, np.ndarray]:
-    """Network attributes from the initial block of uniforms (last axis: ``INIT_COLUMNS``)."""
+def initial_networks(u: np.ndarray, net: NetworkParams) -> dict[str, np.ndarray]:
+    """Network attributes from the initial block of uniforms (last axis: ``INIT_COLUMNS``).
+
+    ``u`` has the networks' leading shape plus the column axis; per-row distribution
+    numbers (a batch of sweep points) have the first axis of ``u``.
+    """
     col = {name: u[..., k] for k, name in enumerate(INIT_COLUMNS)}
-    homes = sorted(spec.home)
-    weights = np.array([spec.home[h] for h in homes], dtype=float)
-    home_idx = mx.categorical_from_uniform(col["home"], np.broadcast_to(weights, (*col["home"].shape, len(homes))))
+    nd = u.ndim - 1
+    shape = col["home"].shape
+
+    def draw(name: str, prefix: str) -> np.ndarray:
+        args = (at(getattr(net, f"{prefix}_{k}"), nd) for k in ("median", "sigma", "low", "high"))
+        return mx.lognormal_from_uniform(col[name], *args)
+
+    weights = np.broadcast_to(at(net.home_weights, nd + 1, 1), (*shape, len(net.homes)))
+    home_idx = mx.categorical_from_uniform(col["home"], weights)
     return {
-        "m": mx.lognormal_from_uniform(col["load_kg"], **spec.load_kg.model_dump()),
-        "rate": mx.lognormal_from_uniform(col["loads_per_week"], **spec.loads_per_week.model_dump()),
-        "lam": mx.lognormal_from_uniform(col["risk_aversion"], **spec.risk_aversion.model_dump()),
-        "home": np.asarray(homes)[home_idx],
-        "hvt": col["hvt"] < spec.hvt_share,
+        "m": draw("load_kg", "load"),
+        "rate": draw("loads_per_week", "rate"),
+        "lam": draw("risk_aversion", "lam"),
+        "home": np.asarray(net.homes)[home_idx],
+        "hvt": col["hvt"] < at(net.hvt_share, nd),
     }
 
 
@@ -88,7 +98,7 @@ def allocate(
     the cap), all with ports on the last axis.
     """
     pic = unit.picture
-    detection = np.minimum(1.0, rates[..., pic] * p.q[pic])
+    detection = np.minimum(1.0, rates[..., pic] * p.q[..., pic])
     weights = mx.allocation_weights(
         unit.rule, seizures[..., pic], detection, unit.prior, unit.static_weights, unit.s0, unit.rho, unit.floor
     )
@@ -141,22 +151,28 @@ def decide(
     h: np.ndarray,
     alive: np.ndarray | bool = True,
 ) -> Decision:
-    """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads (0 if not active)."""
-    rho = mx.perceived_risk(a0, p.prior_strength, seizures, exposure)
-    rho_eff = mx.effective_risk(rho, p.kappa, h)
-    utility = mx.port_utility(p.margin, lam[..., None], rho_eff, p.cost, p.setup, h, p.phi, p.log_at_risk)
+    """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads (0 if not active).
+
+    Per-row parameters (a batch of sweep points) broadcast through :func:`rows.at`.
+    """
+    nd, cd = np.ndim(lam), np.ndim(seizures)  # network and cell ranks
+    rho = mx.perceived_risk(at(a0, cd, 1), at(p.prior_strength, cd), seizures, exposure)
+    rho_eff = mx.effective_risk(rho, at(p.kappa, cd), h)
+    utility = mx.port_utility(
+        at(p.margin, cd), lam[..., None], rho_eff, at(p.cost, cd, 1), at(p.setup, cd), h, at(p.phi, cd), p.log_at_risk
+    )
     probs = mx.choice_probabilities(
         utility,
         p.utility_elsewhere(lam),
-        p.hold_utility,
-        p.beta,
-        p.nest_lambda,
+        at(p.hold_utility, nd),
+        at(p.beta, nd),
+        at(p.nest_lambda, nd),
         p.nest_order,
         p.nest_starts,
         p.nest_of,
     )
-    risk = _with_elsewhere(rho_eff, p.elsewhere_detection)
-    m_eff = mx.effective_load(m, p.zeta, p.split_floor, probs[..., :-1], risk)
+    risk = _with_elsewhere(rho_eff, at(p.elsewhere_detection, nd))
+    m_eff = mx.effective_load(m, at(p.zeta, nd), at(p.split_floor, nd), probs[..., :-1], risk)
     p_hold = probs[..., -1]
     mean_loads = np.where(alive, mx.expected_loads(supply, rate, m, m_eff, p_hold), 0.0)
     # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
@@ -167,9 +183,9 @@ def decide(
     return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=cum_ship)
 
 
-def check_load_bound(mean_loads: np.ndarray, lam_max: float) -> None:
+def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
     """The fixed-consumption design draws ``l_max`` load slots for rate ``lam_max``: check it holds."""
-    if np.any(mean_loads > lam_max * (1.0 + 1e-12)):
+    if np.any(mean_loads > at(lam_max, np.ndim(mean_loads)) * (1.0 + 1e-12)):
         raise RuntimeError(f"load rate {float(np.max(mean_loads))} above the design bound {lam_max}")
 
 
@@ -192,7 +208,9 @@ def detection_by_alternative(
     p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
 ) -> np.ndarray:
     """Seizure probability of a load at each port and elsewhere (last axis ``P + 1``)."""
-    return _with_elsewhere(mx.detection_probability(i_q, p.kappa, h, t, gamma_intel), p.elsewhere_detection)
+    cd = np.ndim(h)
+    per_port = mx.detection_probability(i_q, at(p.kappa, cd), h, t, gamma_intel)
+    return _with_elsewhere(per_port, at(p.elsewhere_detection, cd - 1))
 
 
 def _with_elsewhere(per_port: np.ndarray, elsewhere: float) -> np.ndarray:
@@ -215,21 +233,47 @@ def learn(
     own_seized: np.ndarray,
     news_seized: np.ndarray,
     news_exposure: np.ndarray,
+    own_exp: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 6: evidence and exposure with decay and milieu news; insider access.
 
     ``own_loads`` and ``own_seized`` are this week's counts per port; the news is
-    each port's seizures and exposure this week per active network.
+    each port's seizures and exposure this week per active network; ``own_exp`` is
+    :func:`own_exposure` if the caller has it already.
     """
-    new_s = mx.update_evidence(seizures, p.memory, own_seized, p.omega, news_seized)
-    new_e = mx.update_evidence(exposure, p.memory, own_exposure(p, own_loads, h), p.omega, news_exposure)
-    new_h = mx.update_access(h, own_loads > 0, own_seized > 0, p.access_growth, p.c, p.access_decay, p.access_burn)
+    cd = np.ndim(seizures)
+    memory, omega = at(p.memory, cd), at(p.omega, cd)
+    new_s = mx.update_evidence(seizures, memory, own_seized, omega, news_seized)
+    if own_exp is None:
+        own_exp = own_exposure(p, own_loads, h)
+    new_e = mx.update_evidence(exposure, memory, own_exp, omega, news_exposure)
+    growth, decay, burn = at(p.access_growth, cd), at(p.access_decay, cd), at(p.access_burn, cd)
+    new_h = mx.update_access(h, own_loads > 0, own_seized > 0, growth, at(p.c, cd, 1), decay, burn)
     return new_s, new_e, new_h
 
 
 def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Exposure a network's own loads add: each load weighted ``1 - kappa h``."""
-    return own_loads * (1.0 - p.kappa * h)
+    return own_loads * (1.0 - at(p.kappa, np.ndim(h)) * h)
+
+
+def milieu_news(
+    own_seized: np.ndarray, own_exp: np.ndarray, n_active: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """This week's seizures and exposure (:func:`own_exposure`) per port, summed over networks
+    (slot order), per active network.
+
+    Arrays ``(..., N, P)``; ``n_active`` has the leading shape (or is a number).
+    """
+    both = np.concatenate([own_seized, own_exp], axis=-1)
+    total = sum_over_networks(both, axis=both.ndim - 2) / np.asarray(n_active, dtype=float)[..., None]
+    n_ports = own_seized.shape[-1]
+    return total[..., :n_ports], total[..., n_ports:]
+
+
+def _ends(parts: tuple[np.ndarray, ...]) -> list[int]:
+    """Where each part ends along the last axis of their concatenation (split points)."""
+    return list(np.cumsum([x.shape[-1] for x in parts])[:-1])
 
 
 # --- record ----------------------------------------------------------------------------------------
@@ -258,24 +302,35 @@ def week_record(
     """
     kg = m_eff[..., None]
     ax = loads.ndim - 2
-    shipped = sum_over_networks(loads * kg, axis=ax)
-    capacity = sum_over_networks(capacity_kg(supply, m, rate, traded), axis=ax)
     seized_kg_agency = (caught[..., :-1] * kg) @ cp.port_onehot  # (L, N, A)
     a = np.arange(cp.n_agencies)
     foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != a)
+    # every per-network quantity in one array, summed over networks in one pass (in slot order)
+    parts = (
+        loads,
+        loads * kg,
+        caught,
+        caught * kg,
+        capacity_kg(supply, m, rate, traded)[..., None],
+        coop.capacity0[..., None],
+        np.where(foreign_home, seized_kg_agency, 0.0),
+    )
+    sums = np.split(sum_over_networks(np.concatenate(parts, axis=-1), axis=ax), _ends(parts), axis=-1)
+    n_loads, shipped, seized_loads, seized_kg, capacity, capacity0, cross_border = sums
+    capacity, capacity0 = capacity[..., 0], capacity0[..., 0]
     n_alive = alive.sum(axis=-1)
     intel_alive = np.where(alive[..., None, :], coop.intel, 0.0).sum(axis=-1)
     return {
-        "loads": sum_over_networks(loads, axis=ax),
+        "loads": n_loads,
         "shipped_kg": shipped,
-        "seized_loads": sum_over_networks(caught, axis=ax),
-        "seized_kg": sum_over_networks(caught * kg, axis=ax),
+        "seized_loads": seized_loads,
+        "seized_kg": seized_kg,
         "held_kg": held_kg(capacity, shipped.sum(axis=-1)),
         "capacity_kg": capacity,
-        "lost_kg": supply * sum_over_networks(coop.capacity0, axis=ax) - capacity,
+        "lost_kg": supply * capacity0 - capacity,
         "inspection_rate": np.array(rates, dtype=float, copy=True),
         "active_networks": np.asarray(n_alive, dtype=float),
-        "cross_border_seized_kg": sum_over_networks(np.where(foreign_home, seized_kg_agency, 0.0), axis=ax),
+        "cross_border_seized_kg": cross_border,
         "intel_mean": intel_alive / np.maximum(n_alive, 1)[..., None],
         "cases_opened": events["cases_opened"],
         "case_weeks": events["case_weeks"],

@@ -242,15 +242,36 @@ def choice_probabilities(
     ``P(p) = P(nest k) P(p | k)`` with ``P(p | k) = exp(beta U_p / lambda) / sum_k``
     and ``P(k) ∝ exp(lambda IV_k)``, ``IV_k = ln sum_{j in k} exp(beta U_j / lambda)``
     (McFadden 1978; Train 2009, ch. 4). ``nest_lambda = 1`` is the plain logit.
+
+    ``u_elsewhere`` has the leading shape ``u_ports.shape[:-1]``. ``beta``,
+    ``nest_lambda`` and ``u_hold`` are each a float or an array that broadcasts
+    against the leading shape (e.g. ``(R, 1)`` against ``(R, N)``: one value per
+    replication). Every row's result is bit-identical to a call on that row alone
+    with that row's values as floats.
+
+    Two evaluations give the same floats, bit for bit: below ``_SLAB_MIN_ROWS``
+    rows (the Mesa engine's single rows) the ports are gathered along the last
+    axis; from there on (the vectorized engine's blocks) each alternative is one
+    contiguous slab of rows, with the same operations in the same order
+    (``_choice_probabilities_slabs``).
     """
     lead = u_ports.shape[:-1]
-    scaled = (beta / nest_lambda) * u_ports[..., nest_order]
+    if lead and math.prod(lead) >= _SLAB_MIN_ROWS and u_ports.dtype == np.float64:
+        layout = _nest_layout(nest_order, nest_starts, nest_of, u_ports.shape[-1])
+        if layout is not None:
+            return _choice_probabilities_slabs(u_ports, u_elsewhere, u_hold, beta, nest_lambda, layout)
+    coef, lam = beta / nest_lambda, nest_lambda
+    if isinstance(coef, np.ndarray) and coef.ndim:  # one value per row: broadcast over the alternatives
+        coef = coef[..., None]
+    if isinstance(lam, np.ndarray) and lam.ndim:
+        lam = lam[..., None]
+    scaled = coef * u_ports[..., nest_order]
     peak = np.maximum.reduceat(scaled, nest_starts, axis=-1)
     e = np.exp(scaled - peak[..., nest_of])
     total = np.add.reduceat(e, nest_starts, axis=-1)
     n_nests = len(nest_starts)
     top = np.empty((*lead, n_nests + 2))
-    top[..., :n_nests] = nest_lambda * (peak + np.log(total))
+    top[..., :n_nests] = lam * (peak + np.log(total))
     top[..., n_nests] = beta * u_elsewhere
     top[..., n_nests + 1] = beta * u_hold
     e_top = np.exp(top - top.max(axis=-1, keepdims=True))
@@ -258,6 +279,172 @@ def choice_probabilities(
     out = np.zeros((*lead, u_ports.shape[-1] + 2))
     out[..., nest_order] = p_top[..., nest_of] * (e / total[..., nest_of])
     out[..., -2:] = p_top[..., n_nests:]
+    return out
+
+
+# The slab evaluation of ``choice_probabilities``. It reproduces every float of the
+# gather above: the same elementwise operations on the same operands, and sums in
+# numpy's order (``_pairwise_sum_rows``): ``np.add.reduceat`` copies a nest's first
+# member and adds numpy's pairwise sum of the others to it, ``.sum(axis=-1)`` is the
+# pairwise sum of all (sequential from the left below 8 terms, 8 accumulators from 8
+# on; numpy/_core/src/umath/loops_utils.h.src). Maxima do not depend on the order
+# (a max of -0 or +0 changes no result). A one-port nest needs no exp or log:
+# its shifted utility ``d = s - s`` is +0 (nan if ``s`` is not finite) and
+# ``exp(+0) = 1``, ``log(1) = +0`` exactly (IEEE 754, C Annex F), so ``exp(d) = d + 1``
+# and ``log(exp(d)) = d``; ``_EXACT_AT_ZERO`` checks that this numpy agrees.
+_SLAB_MIN_ROWS = 512  # fewer rows: gather along the last axis (cheaper per call)
+_SLAB_BLOCK = 8192  # rows per block: the block's slabs stay in cache
+_EXACT_AT_ZERO = bool(np.all(np.exp(np.zeros(17)) == 1.0) and np.all(np.log(np.ones(17)) == 0.0))
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """Maximal runs ``[a, b)`` of consecutive true flags."""
+    runs: list[tuple[int, int]] = []
+    for i, flag in enumerate(flags):
+        if flag and runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        elif flag:
+            runs.append((i, i + 1))
+    return runs
+
+
+def _nest_layout(nest_order: np.ndarray, nest_starts: np.ndarray, nest_of: np.ndarray, n_ports: int) -> tuple | None:
+    """The nests as ranges of rows for the slab evaluation; None unless laid out as ``build_params`` does.
+
+    That is: unique ports in ``[0, n_ports)``, nests that start at 0 and are not
+    empty, ``nest_of`` consistent with ``nest_starts``.
+    """
+    order, starts, of = np.asarray(nest_order), np.asarray(nest_starts), np.asarray(nest_of)
+    if order.ndim != 1 or starts.ndim != 1 or of.shape != order.shape or starts.size == 0:
+        return None
+    if not all(np.issubdtype(a.dtype, np.integer) for a in (order, starts, of)):
+        return None
+    ports = order.tolist()
+    bounds = [*starts.tolist(), len(ports)]
+    sizes = np.diff(bounds)
+    if bounds[0] != 0 or np.any(sizes <= 0) or not np.array_equal(of, np.repeat(np.arange(starts.size), sizes)):
+        return None
+    if len(set(ports)) != len(ports) or min(ports) < 0 or max(ports) >= n_ports:
+        return None
+    single = [_EXACT_AT_ZERO and n == 1 for n in sizes.tolist()]
+    multi = [(g, bounds[g], bounds[g + 1]) for g, one in enumerate(single) if not one]
+    single_runs = [(g0, g1, bounds[g0], bounds[g1]) for g0, g1 in _runs(single)]
+    multi_runs = [(g0, g1, bounds[g0], bounds[g1]) for g0, g1 in _runs([not one for one in single])]
+    disabled = sorted(set(range(n_ports)) - set(ports))
+    return ports, multi, single_runs, multi_runs, disabled, starts.size
+
+
+def _per_row(x: float | np.ndarray, lead: tuple[int, ...]) -> float | np.ndarray:
+    """A scalar as it is; an array broadcast to the leading shape, one value per row."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        return np.broadcast_to(x, lead).reshape(-1)
+    return x
+
+
+def _choice_probabilities_slabs(
+    u_ports: np.ndarray,
+    u_elsewhere: np.ndarray,
+    u_hold: float | np.ndarray,
+    beta: float | np.ndarray,
+    nest_lambda: float | np.ndarray,
+    layout: tuple,
+) -> np.ndarray:
+    """``choice_probabilities`` by blocks of ``_SLAB_BLOCK`` rows, each alternative a slab of the block."""
+    lead, n_ports = u_ports.shape[:-1], u_ports.shape[-1]
+    n_rows = math.prod(lead)
+    u = u_ports.reshape(n_rows, n_ports)
+    per_row = [_per_row(x, lead) for x in (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)]
+    out = np.empty((*lead, n_ports + 2))
+    flat = out.reshape(n_rows, n_ports + 2)
+    block = min(_SLAB_BLOCK, n_rows)
+    work = np.empty((n_ports + 2 + len(layout[0]) + 3 * layout[-1] + 2, block))
+    for start in range(0, n_rows, block):
+        rows = slice(start, min(start + block, n_rows))
+        args = [x[rows] if isinstance(x, np.ndarray) and x.ndim else x for x in per_row]
+        _nested_logit_block(u[rows], *args, layout, work[:, : rows.stop - start], flat[rows])
+    return out
+
+
+def _nested_logit_block(
+    u: np.ndarray,
+    coef: float | np.ndarray,
+    lam: float | np.ndarray,
+    v_else: float | np.ndarray,
+    v_hold: float | np.ndarray,
+    layout: tuple,
+    work: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2); ``work`` holds the slabs, alternatives first."""
+    ports, multi, single_runs, multi_runs, disabled, n_nests = layout
+    n_ports, k = u.shape[1], len(ports)
+    alt = work[: n_ports + 2]  # utilities by port, at the end the probabilities by alternative
+    s = work[n_ports + 2 : n_ports + 2 + k]  # by nest_order: scaled utilities, exp, conditional, probabilities
+    peak, total, top = np.split(work[n_ports + 2 + k :], [n_nests, 2 * n_nests])
+    np.copyto(alt[:n_ports], u.T)
+    for i, j in enumerate(ports):
+        np.multiply(coef, alt[j], out=s[i])
+    for g, a, b in multi:
+        np.maximum.reduce(s[a:b], axis=0, out=peak[g])
+        np.subtract(s[a:b], peak[g], out=s[a:b])
+    for g0, g1, a, b in single_runs:
+        d = total[g0:g1]  # scratch: the total of a one-port nest is its row of s
+        np.subtract(s[a:b], s[a:b], out=d)
+        np.add(s[a:b], d, out=top[g0:g1])  # peak + log(total)
+        np.add(d, 1.0, out=s[a:b])  # exp(scaled - peak)
+    for _, _, a, b in multi_runs:
+        np.exp(s[a:b], out=s[a:b])
+    for g, a, b in multi:
+        if b - a == 1:
+            np.copyto(total[g], s[a])
+        else:
+            np.add(s[a], _pairwise_sum_rows(s[a + 1 : b], total[g]), out=total[g])
+    for g0, g1, _, _ in multi_runs:
+        np.log(total[g0:g1], out=top[g0:g1])
+        np.add(peak[g0:g1], top[g0:g1], out=top[g0:g1])
+    np.multiply(lam, top[:n_nests], out=top[:n_nests])
+    top[n_nests] = v_else
+    top[n_nests + 1] = v_hold
+    np.subtract(top, top.max(axis=0), out=top)
+    np.exp(top, out=top)
+    np.divide(top, _pairwise_sum_rows(top, peak[0]), out=top)
+    for g, a, b in multi:
+        np.divide(s[a:b], total[g], out=s[a:b])
+        np.multiply(top[g], s[a:b], out=s[a:b])
+    for g0, g1, a, b in single_runs:
+        np.divide(s[a:b], s[a:b], out=s[a:b])
+        np.multiply(top[g0:g1], s[a:b], out=s[a:b])
+    alt[ports] = s
+    if disabled:
+        alt[disabled] = 0.0
+    alt[n_ports:] = top[n_nests:]
+    np.copyto(out, alt.T)
+
+
+def _pairwise_sum_rows(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Sum of the rows of ``x`` (m >= 1 of them) into ``out``, added in the order of numpy's pairwise sum."""
+    m = x.shape[0]
+    if m < 8:
+        if m == 1:
+            np.copyto(out, x[0])
+        else:
+            np.add(x[0], x[1], out=out)
+        for i in range(2, m):
+            np.add(out, x[i], out=out)
+        return out
+    if m > 128:
+        half = m // 2 - (m // 2) % 8
+        right = _pairwise_sum_rows(x[half:], np.empty_like(out))
+        return np.add(_pairwise_sum_rows(x[:half], out), right, out=out)
+    stop = m - m % 8
+    acc = x[:8] if stop == 8 else x[:8].copy()
+    for i in range(8, stop, 8):
+        np.add(acc, x[i : i + 8], out=acc)
+    pairs = np.add(acc[0::2], acc[1::2])
+    np.add(pairs[0::2], pairs[1::2], out=pairs[:2])
+    np.add(pairs[0], pairs[1], out=out)
+    for i in range(stop, m):
+        np.add(out, x[i], out=out)
     return out
 
 

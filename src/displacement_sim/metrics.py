@@ -117,6 +117,15 @@ class Recorder:
         merged.weeks_seen = self.weeks_seen
         return merged
 
+    def rows(self, lo: int, hi: int) -> Recorder:
+        """The totals of replications ``lo:hi`` only (one sweep point of a batch of points; no bands)."""
+        part = Recorder(hi - lo, self.weeks, self.eval_from, self.n_ports, self.keep_series, bands=False)
+        part.totals = {k: v[lo:hi] for k, v in self.totals.items()}
+        if self.keep_series:
+            part.series = {k: [w[lo:hi] for w in v] for k, v in self.series.items()}
+        part.weeks_seen = self.weeks_seen
+        return part
+
     def _add_bands(self, week: int, rec: dict[str, np.ndarray]) -> None:
         """Mean and quantiles over replications of one week (``rec`` includes ``delivered_kg``)."""
         for k in SERIES_KEYS:

@@ -108,7 +108,7 @@ class DisplacementModel(mesa.Model):
         init = generator(seed, self.point, self.replication, Stream.INITIAL_NETWORKS).random(
             (self.plan.n_slots, init_block_width())
         )
-        attrs = kx.initial_networks(init, config.networks)
+        attrs = kx.initial_networks(init, self.plan.networks)
         self.networks = [
             TraffickingNetwork(self, slot, {k: v[slot] for k, v in attrs.items()}, p.n_ports)
             for slot in range(self.plan.n_slots)
@@ -201,8 +201,7 @@ class DisplacementModel(mesa.Model):
         own_seized = np.stack([net.seized[:-1] for net in self.networks])
         access = np.stack([net.access for net in self.networks])
         n_active = float(max(sum(net.alive for net in self.networks), 1))
-        news_seized = kx.sum_over_networks(own_seized, axis=0) / n_active
-        news_exposure = kx.sum_over_networks(kx.own_exposure(p, own_loads, access), axis=0) / n_active
+        news_seized, news_exposure = kx.milieu_news(own_seized, kx.own_exposure(p, own_loads, access), n_active)
         for net in self.networks:
             net.learn(p, news_seized, news_exposure)
 
@@ -225,7 +224,7 @@ class DisplacementModel(mesa.Model):
         new = successor | entrant
         if new.any():
             homes = np.array([n.home for n in nets])
-            attrs = co.new_networks(u_succ, self.config.networks, successor, homes)
+            attrs = co.new_networks(u_succ, self.plan.networks, successor, homes)
             for slot in np.flatnonzero(new):
                 nets[slot].renew({k: v[slot] for k, v in attrs.items()})
             co.reset_slots(cp, self.coop, new, np.array([n.home for n in nets]))

@@ -15,9 +15,10 @@ import numpy as np
 
 from . import mechanics as mx
 from .config import phases
-from .schema import Scenario
+from .rows import at
+from .schema import Networks, Scenario
 
-__all__ = ["AgencyParams", "Params", "RunPlan", "build_plan"]
+__all__ = ["AgencyParams", "NetworkParams", "Params", "RunPlan", "build_plan"]
 
 HISTORY_WEEKS = 52  # weeks of port seizure counts kept for the allocation rules
 
@@ -90,21 +91,57 @@ class Params:
 
     def utility_elsewhere(self, lam: np.ndarray) -> np.ndarray:
         """Utility of shipping elsewhere: same form as a port, with its fixed known risk."""
+        nd = np.ndim(lam)
         return (
-            self.margin * (1.0 - lam * self.elsewhere_detection)
-            - self.elsewhere_cost
-            + self.phi * self.elsewhere_log_size
-            + self.elsewhere_asc
+            at(self.margin, nd) * (1.0 - lam * at(self.elsewhere_detection, nd))
+            - at(self.elsewhere_cost, nd)
+            + at(self.phi, nd) * at(self.elsewhere_log_size, nd)
+            + at(self.elsewhere_asc, nd)
         )
 
     def detection_parts(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(min(1, i q), t)`` per port for inspection rates ``rates`` (last axis ports)."""
+        """``(min(1, i q), t)`` per port for inspection rates ``rates`` (last axis ports; ``q`` may be per row)."""
         i_q = np.minimum(1.0, rates * self.q)
         has_via = self.via >= 0
         via_idx = np.where(has_via, self.via, 0)
-        t = np.where(has_via, mx.transit_detection(self.transit_check, rates[..., via_idx], self.q[via_idx]), 0.0)
+        t = np.where(has_via, mx.transit_detection(self.transit_check, rates[..., via_idx], self.q[..., via_idx]), 0.0)
         i_q = np.where(self.enabled, i_q, 0.0)
         return i_q, t
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """The distributions of a network's attributes (``scenario.networks``) as numbers.
+
+    ``load``: base load size m (kg); ``rate``: loads per week; ``lam``: risk aversion;
+    each a log-normal by median and log-sd, clipped to [low, high]. In a batch of
+    sweep points each number may be per row (see :mod:`displacement_sim.rows`).
+    """
+
+    load_median: float
+    load_sigma: float
+    load_low: float
+    load_high: float
+    rate_median: float
+    rate_sigma: float
+    rate_low: float
+    rate_high: float
+    lam_median: float
+    lam_sigma: float
+    lam_low: float
+    lam_high: float
+    homes: tuple[str, ...]  # home country codes, sorted
+    home_weights: np.ndarray  # relative weights of ``homes``
+    hvt_share: float
+
+    @classmethod
+    def from_spec(cls, spec: Networks) -> NetworkParams:
+        values = {}
+        for prefix, dist in (("load", spec.load_kg), ("rate", spec.loads_per_week), ("lam", spec.risk_aversion)):
+            values.update({f"{prefix}_{k}": float(v) for k, v in dist.model_dump().items()})
+        homes = tuple(sorted(spec.home))
+        weights = np.array([spec.home[h] for h in homes], dtype=float)
+        return cls(**values, homes=homes, home_weights=weights, hvt_share=float(spec.hvt_share))
 
 
 @dataclass(frozen=True)
@@ -122,6 +159,7 @@ class RunPlan:
     l_max: int
     lam_max: float
     n_slots: int
+    networks: NetworkParams
     extra: dict = field(default_factory=dict)
 
     def phase_at(self, week: int) -> int:
@@ -305,4 +343,5 @@ def build_plan(s: Scenario, weeks: int | None = None, l_max: int | None = None) 
         l_max=_load_slots(lam_max, l_max),
         lam_max=lam_max,
         n_slots=s.networks.n_slots,
+        networks=NetworkParams.from_spec(s.networks),
     )

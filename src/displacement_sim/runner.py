@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,9 +13,10 @@ from .metrics import PortInfo, Recorder
 from .model import RECORD_KEYS, DisplacementModel
 from .params import RunPlan, build_plan
 from .results import BatchResult
+from .rows import stack, structure_key
 from .schema import Scenario
 
-__all__ = ["run_batch", "run_mesa", "run_scenario"]
+__all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 
 # Replications run in lockstep while their state stays under this many cells (N x P x R).
 MAX_CELLS_PER_BATCH = 40_000_000
@@ -76,6 +78,52 @@ def run_batch(
         replications=reps,
         wall_seconds=time.perf_counter() - start,
     )
+
+
+def run_points(
+    configs: Sequence[Scenario],
+    replications: int,
+    seed: int,
+    points: Sequence[int],
+    *,
+    weeks: int | None = None,
+    eval_from: int | None = None,
+    keep_series: bool = False,
+    l_max: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[BatchResult]:
+    """Run several sweep points, ``replications`` each, batching points on the vectorized engine.
+
+    Points whose engine parameters differ only in row fields (:mod:`displacement_sim.rows`)
+    run as one batch of ``len(points) x replications`` rows; the others run in batches
+    of their own. Point ``k`` uses the streams ``(seed, points[k], r)``, so
+    ``run_points(...)[k]`` equals ``run_batch(configs[k], replications, seed, point=points[k])``
+    (totals and metrics; the weekly quantile bands are not computed).
+    """
+    start = time.perf_counter()
+    seed = int(seed)
+    plans = [build_plan(c, weeks, l_max) for c in configs]
+    batches: dict[object, list[int]] = {}
+    for i, plan in enumerate(plans):
+        batches.setdefault(structure_key(plan), []).append(i)
+    reps = np.arange(int(replications))
+    out: list[BatchResult | None] = [None] * len(configs)
+    for members in batches.values():
+        plan = stack([plans[i] for i in members], [len(reps)] * len(members))
+        row_points = np.repeat([int(points[i]) for i in members], len(reps))
+        row_reps = np.tile(reps, len(members))
+        n_ports = len(plan.params[0].port_ids)
+        rec = Recorder(len(row_reps), plan.weeks, _eval_from(plan, eval_from), n_ports, keep_series, bands=False)
+        vectorized.simulate(plan, seed, row_reps, rec, point=row_points)
+        for j, i in enumerate(members):
+            part = rec.rows(j * len(reps), (j + 1) * len(reps))
+            out[i] = BatchResult.from_recorder(
+                configs[i], part, _port_info(plans[i]), engine="vectorized", seed=seed, replications=reps, wall_seconds=0.0
+            )
+        if progress:
+            progress(len(members))
+    elapsed = time.perf_counter() - start
+    return [replace(r, wall_seconds=elapsed / len(out)) for r in out]
 
 
 def run_mesa(

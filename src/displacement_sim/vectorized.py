@@ -28,12 +28,14 @@ from . import cooperation as co
 from . import kernel as kx
 from . import mechanics as mx
 from .params import HISTORY_WEEKS, Params, RunPlan
+from .rows import take_rows
 from .streams import Stream, generator, init_block_width, shipment_block_width
 
-__all__ = ["VectorState", "simulate"]
+__all__ = ["VectorState", "row_keys", "simulate"]
 
 WEEK_CHUNK = 13  # at most this many weeks of uniforms per generator call (same numbers as one call a week)
 BLOCK_BYTES = 32 * 2**20  # and at most this much memory per stream's block
+ROWS_PER_GROUP = 128  # rows stepped together: a group's (rows, N, P) arrays stay near the L2 cache
 
 
 @dataclass
@@ -55,14 +57,21 @@ class VectorState:
     coop: co.CoopState  # intelligence, cases, succession (steps 7-9)
 
 
-def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int = 0) -> VectorState:
-    """Draw the initial networks of each replication from its own keyed stream."""
+def row_keys(replications: np.ndarray | range, points: np.ndarray | int = 0) -> np.ndarray:
+    """The stream keys ``(point, replication)`` of each batch row, shape ``(B, 2)``."""
+    reps = np.asarray(replications, dtype=np.int64).reshape(-1)
+    return np.stack([np.broadcast_to(np.asarray(points, dtype=np.int64), reps.shape), reps], axis=1)
+
+
+def initial_state(plan: RunPlan, seed: int, keys: np.ndarray) -> VectorState:
+    """Draw the initial networks of each row from its own keyed stream (``keys``: ``(point, replication)`` rows)."""
     n, n_ports = plan.n_slots, plan.params[0].n_ports
     u = np.stack(
-        [generator(seed, point, int(r), Stream.INITIAL_NETWORKS).random((n, init_block_width())) for r in replications]
+        [generator(seed, int(k), int(r), Stream.INITIAL_NETWORKS).random((n, init_block_width())) for k, r in keys]
     )
-    nets = kx.initial_networks(u, plan.scenario.networks)
-    shape = (len(replications), n, n_ports)
+    nets = kx.initial_networks(u, plan.networks)
+    rows = len(keys)
+    shape = (rows, n, n_ports)
     p0 = plan.params[0]
     return VectorState(
         m=nets["m"],
@@ -70,14 +79,14 @@ def initial_state(plan: RunPlan, seed: int, replications: np.ndarray, point: int
         lam=nets["lam"],
         home=nets["home"],
         hvt=nets["hvt"],
-        alive=np.ones((len(replications), n), dtype=bool),
+        alive=np.ones((rows, n), dtype=bool),
         seizures=np.zeros(shape),
         exposure=np.zeros(shape),
         access=np.zeros(shape),
-        history=np.zeros((len(replications), HISTORY_WEEKS, n_ports)),
-        rates=np.broadcast_to(p0.base_rate, (len(replications), n_ports)).copy(),
-        extras=[np.zeros((len(replications), len(u_.ports))) for u_ in p0.units],
-        coop=co.initial_coop_state(plan.coop[0], (len(replications),), n, nets["home"], nets["m"] * nets["rate"]),
+        history=np.zeros((rows, HISTORY_WEEKS, n_ports)),
+        rates=np.broadcast_to(p0.base_rate, (rows, n_ports)).copy(),
+        extras=[np.zeros((rows, len(u_.ports))) for u_ in p0.units],
+        coop=co.initial_coop_state(plan.coop[0], (rows,), n, nets["home"], nets["m"] * nets["rate"]),
     )
 
 
@@ -120,16 +129,16 @@ def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple
 
 
 class _Blocks:
-    """Each replication's weekly uniform blocks of one stream, drawn several weeks at a time.
+    """Each row's weekly uniform blocks of one stream, drawn several weeks at a time.
 
     Drawing ``k`` weeks in one call gives the same numbers as ``k`` weekly calls; the
     number of weeks per draw is bounded so a block stays under ``BLOCK_BYTES``.
     """
 
-    def __init__(self, seed: int, point: int, reps: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
-        self.gens = [generator(seed, point, int(r), stream) for r in reps]
+    def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
+        self.gens = [generator(seed, int(k), int(r), stream) for k, r in keys]
         self.shape, self.weeks = shape, weeks
-        per_week = max(len(reps) * int(np.prod(shape)) * 8, 1)
+        per_week = max(len(keys) * int(np.prod(shape)) * 8, 1)
         self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
         self.buffer: np.ndarray | None = None
 
@@ -144,29 +153,23 @@ class _Blocks:
         return self.buffer[:, offset]
 
 
-def simulate(
-    plan: RunPlan,
-    seed: int,
-    replications: np.ndarray | range,
-    recorder,
-    point: int = 0,
-) -> VectorState:
-    """Run ``replications`` (their indices) of ``plan`` as one batch, feeding ``recorder`` week by week."""
-    reps = np.asarray(replications, dtype=np.int64)
-    st = initial_state(plan, seed, reps, point)
-    n = plan.n_slots
-    n_agencies = plan.coop[0].n_agencies
-    shipments = _Blocks(seed, point, reps, Stream.SHIPMENTS, (n, shipment_block_width(plan.l_max)), plan.weeks)
-    investigations = _Blocks(
-        seed, point, reps, Stream.INVESTIGATIONS, (n_agencies, n, len(co.INVESTIGATION_COLUMNS)), plan.weeks
-    )
-    successions = _Blocks(seed, point, reps, Stream.SUCCESSION, (n, len(co.SUCCESSION_COLUMNS)), plan.weeks)
-    phase = -1
-    for week in range(plan.weeks):
-        # 1. interventions
-        new_phase = plan.phase_at(week)
-        phase_start = new_phase != phase
-        phase = new_phase
+class _Group:
+    """Rows of a batch stepped together, week by week: their state, random streams and parameters."""
+
+    def __init__(self, plan: RunPlan, seed: int, keys: np.ndarray):
+        self.plan = plan
+        self.st = initial_state(plan, seed, keys)
+        n = plan.n_slots
+        n_agencies = plan.coop[0].n_agencies
+        self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, shipment_block_width(plan.l_max)), plan.weeks)
+        self.investigations = _Blocks(
+            seed, keys, Stream.INVESTIGATIONS, (n_agencies, n, len(co.INVESTIGATION_COLUMNS)), plan.weeks
+        )
+        self.successions = _Blocks(seed, keys, Stream.SUCCESSION, (n, len(co.SUCCESSION_COLUMNS)), plan.weeks)
+
+    def step(self, week: int, phase: int, phase_start: bool) -> dict[str, np.ndarray]:
+        """Steps 2-10 of one week (the phase, step 1, is chosen by the caller); returns the week's record."""
+        plan, st = self.plan, self.st
         p, cp = plan.params[phase], plan.coop[phase]
         # 2. allocation
         _allocate(p, st, week, phase_start)
@@ -178,23 +181,31 @@ def simulate(
         i_q, t = p.detection_parts(st.rates)
         intel_term = co.intel_detection_term(cp, st.coop.intel)
         det = kx.detection_by_alternative(p, i_q[:, None, :], t[:, None, :], st.access, intel_term)
-        loads, caught = _ship(dec, shipments.week(week), plan.l_max, det)
+        loads, caught = _ship(dec, self.shipments.week(week), plan.l_max, det)
         # 6. learning
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
-        n_active = np.maximum(st.alive.sum(axis=1), 1).astype(float)[:, None]
-        news_seized = kx.sum_over_networks(own_seized, axis=1) / n_active
-        news_exposure = kx.sum_over_networks(kx.own_exposure(p, own_loads, st.access), axis=1) / n_active
+        n_active = np.maximum(st.alive.sum(axis=1), 1)
+        own_exp = kx.own_exposure(p, own_loads, st.access)
+        news_seized, news_exposure = kx.milieu_news(own_seized, own_exp, n_active)
         st.seizures, st.exposure, st.access = kx.learn(
-            p, st.seizures, st.exposure, st.access, own_loads, own_seized, news_seized[:, None], news_exposure[:, None]
+            p,
+            st.seizures,
+            st.exposure,
+            st.access,
+            own_loads,
+            own_seized,
+            news_seized[:, None],
+            news_exposure[:, None],
+            own_exp=own_exp,
         )
         # 7. intelligence; 8. investigations
         active = st.alive.copy()  # the networks that traded this week
-        u_inv = investigations.week(week)
+        u_inv = self.investigations.week(week)
         co.gather_intel(cp, st.coop, week, own_seized, own_loads, st.alive, u_inv[..., 3])
         events = co.investigate(cp, st.coop, week, u_inv, st.alive, st.hvt)
         # 9. succession and entry
         m_week, rate_week = st.m.copy(), st.rate.copy()
-        u_succ = successions.week(week)
+        u_succ = self.successions.week(week)
         successor, entrant = co.succession(cp, st.coop, week, u_succ, st.alive)
         _renew(plan, st, successor, entrant, u_succ)
         events["successors"] = successor.sum(axis=1).astype(float)
@@ -204,8 +215,40 @@ def simulate(
             p, cp, st.coop, supply, loads, caught, dec.m_eff, m_week, rate_week, active, st.alive, st.rates, events
         )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
-        recorder.add(week, rec)
-    return st
+        return rec
+
+
+def simulate(
+    plan: RunPlan,
+    seed: int,
+    replications: np.ndarray | range,
+    recorder,
+    point: int | np.ndarray = 0,
+    rows_per_group: int | None = None,
+) -> list[VectorState]:
+    """Run the rows ``(point, replication)`` of ``plan`` as one batch, feeding ``recorder`` week by week.
+
+    ``point`` is one sweep point for every row, or one per row (a batch of several
+    points, whose plan is stacked by :func:`displacement_sim.rows.stack`). Rows are
+    stepped in groups of ``rows_per_group`` (default ``ROWS_PER_GROUP``) so each
+    group's arrays stay small enough for the cache; the recorder sees whole weeks.
+    Returns each group's final state.
+    """
+    keys = row_keys(replications, point)
+    size = int(rows_per_group or ROWS_PER_GROUP)
+    groups = []
+    for lo in range(0, len(keys), size):
+        idx = np.arange(lo, min(lo + size, len(keys)))
+        groups.append(_Group(take_rows(plan, idx), seed, keys[idx]))
+    phase = -1
+    for week in range(plan.weeks):
+        # 1. interventions
+        new_phase = plan.phase_at(week)
+        phase_start = new_phase != phase
+        phase = new_phase
+        recs = [g.step(week, phase, phase_start) for g in groups]
+        recorder.add(week, recs[0] if len(recs) == 1 else {k: np.concatenate([r[k] for r in recs]) for k in recs[0]})
+    return [g.st for g in groups]
 
 
 def _renew(plan: RunPlan, st: VectorState, successor: np.ndarray, entrant: np.ndarray, u: np.ndarray) -> None:
@@ -214,7 +257,8 @@ def _renew(plan: RunPlan, st: VectorState, successor: np.ndarray, entrant: np.nd
     if not new.any():
         return
     idx = np.nonzero(new)  # rare: work on the index list of the new slots
-    attrs = co.new_networks(u[idx], plan.scenario.networks, successor[idx], st.home[idx])
+    net = take_rows(plan.networks, idx[0])  # per-row distribution numbers, one per new slot
+    attrs = co.new_networks(u[idx], net, successor[idx], st.home[idx])
     for name in ("m", "rate", "lam", "home", "hvt"):
         getattr(st, name)[idx] = attrs[name]
     for name in ("seizures", "exposure", "access"):

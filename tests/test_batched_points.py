@@ -89,7 +89,8 @@ def test_a_point_does_not_depend_on_its_batch() -> None:
 
 
 def test_mixed_structures_run_in_separate_batches() -> None:
-    configs = [config({}), config({"enforcement.BE.rule": "static"}), config({"enforcement.info_exchange.delay_weeks": 1})]
+    changes = [{}, {"enforcement.BE.rule": "static"}, {"enforcement.info_exchange.delay_weeks": 1}]
+    configs = [config(c) for c in changes]
     batched = run_points(configs, 2, seed=3, points=[0, 1, 2])
     for k, cfg in enumerate(configs):
         assert_same_result(batched[k], run_batch(cfg, 2, seed=3, point=k, bands=False))

@@ -260,10 +260,9 @@ def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
 def milieu_news(
     own_seized: np.ndarray, own_exp: np.ndarray, n_active: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """This week's seizures and exposure (:func:`own_exposure`) per port, summed over networks
-    (slot order), per active network.
+    """The week's seizures and exposure per port, summed over networks in slot order, per active network.
 
-    Arrays ``(..., N, P)``; ``n_active`` has the leading shape (or is a number).
+    ``own_exp`` is :func:`own_exposure`. Arrays ``(..., N, P)``; ``n_active`` has the leading shape (or is a number).
     """
     both = np.concatenate([own_seized, own_exp], axis=-1)
     total = sum_over_networks(both, axis=both.ndim - 2) / np.asarray(n_active, dtype=float)[..., None]

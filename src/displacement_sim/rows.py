@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NotBatchable", "ROW_FIELDS", "at", "stack", "structure_key", "take_rows"]
+__all__ = ["ROW_FIELDS", "NotBatchable", "at", "stack", "structure_key", "take_rows"]
 
 
 class NotBatchable(ValueError):

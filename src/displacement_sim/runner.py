@@ -117,8 +117,9 @@ def run_points(
         vectorized.simulate(plan, seed, row_reps, rec, point=row_points)
         for j, i in enumerate(members):
             part = rec.rows(j * len(reps), (j + 1) * len(reps))
+            info = _port_info(plans[i])
             out[i] = BatchResult.from_recorder(
-                configs[i], part, _port_info(plans[i]), engine="vectorized", seed=seed, replications=reps, wall_seconds=0.0
+                configs[i], part, info, engine="vectorized", seed=seed, replications=reps, wall_seconds=0.0
             )
         if progress:
             progress(len(members))

@@ -29,6 +29,7 @@ __all__ = [
     "coop_params",
     "gather_intel",
     "initial_coop_state",
+    "intel_by_agency",
     "intel_detection_term",
     "investigate",
     "succession",
@@ -179,18 +180,21 @@ def initial_coop_state(cp: CoopParams, lead: tuple[int, ...], n: int, home: np.n
 # --- step 5 input: intelligence-led detection ----------------------------------------------------
 
 
-def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
-    """``gamma I`` per (network, port): own intel plus the partners' perishable tips, at most 1.
+def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
+    """``G[a, n] = min(1, gamma I[a, n] + tip_gamma w_tip share sum_{b != a} I[b, n])``, shape ``(L, A + 1, N)``.
 
-    ``G[a, n] = min(1, gamma I[a, n] + tip_gamma w_tip share sum_{b != a} I[b, n])``, with
-    ``w_tip = max(0, 1 - delay / shelf)``; ports of countries with no agency get 0.
-    Returns shape ``(L, N, P)``.
+    ``w_tip = max(0, 1 - delay / shelf)``: the share of a partner's tip that arrives before
+    the container. The extra last row is zeros: the term of ports with no agency (index -1).
     """
     partners = intel.sum(axis=-2, keepdims=True) - intel
     nd = intel.ndim
     g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
-    padded = np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
-    return np.swapaxes(padded[..., cp.port_agency, :], -1, -2)
+    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
+
+
+def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
+    """``gamma I`` per (network, port): :func:`intel_by_agency` at each port's agency, shape ``(L, N, P)``."""
+    return np.swapaxes(intel_by_agency(cp, intel)[..., cp.port_agency, :], -1, -2)
 
 
 # --- step 7: intelligence -----------------------------------------------------------------------------
@@ -327,12 +331,31 @@ COORDINATION: dict[str, Callable[[ModeContext], np.ndarray]] = {
 
 
 def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """The ``free`` wanted networks of highest priority (lowest key; ties by slot), last axis networks."""
-    key = np.where(want, priority, np.inf)
+    """The ``free`` wanted networks of highest priority (lowest key; ties by slot), last axis networks.
+
+    Rows that want no more than they have free take all they want; only the others are ranked.
+    """
+    over = want.sum(axis=-1) > free
+    if not np.any(over):
+        return want
+    n = want.shape[-1]
+    w, pr = want.reshape(-1, n), priority.reshape(-1, n)
+    rows = np.flatnonzero(over)
+    key = np.where(w[rows], pr[rows], np.inf)
     order = np.argsort(key, axis=-1, kind="stable")
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(want.shape[-1]) * np.ones_like(order), axis=-1)
-    return want & (rank < free[..., None])
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), order.shape), axis=-1)
+    out = w.copy()
+    out[rows] &= rank < np.broadcast_to(free, over.shape).reshape(-1)[rows][:, None]
+    return out.reshape(want.shape)
+
+
+def _joint_follower(case_joint: np.ndarray) -> np.ndarray | np.bool_:
+    """Rows of a joint case other than its lowest-coded member's (a joint case counts once)."""
+    if not case_joint.any():
+        return np.False_
+    lower_joint = np.cumsum(case_joint, axis=-2) - case_joint > 0
+    return case_joint & lower_joint
 
 
 def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, alive: np.ndarray, ev: dict) -> None:
@@ -348,14 +371,17 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     nd = alive.ndim
     uplift, penalty, weight = at(cp.jit_uplift, nd), at(cp.conflict_penalty, nd), at(cp.evidence_weight, nd)
     for a in range(cp.n_agencies):
+        any_joint = bool(st.case_joint.any())  # joint teams exist only under joint_team coordination
         joint = st.case_joint[..., a, :]
         follower = joint & st.case_joint[..., :a, :].any(axis=-2)
         ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
         others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
         factor = np.where(joint, uplift, np.where(others_on, 1.0 - penalty, 1.0))
         # a joint team works on the pooled evidence of its members: 1 - prod(1 - I)
-        pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
-        held = np.where(joint, pooled, st.intel[..., a, :])
+        held = st.intel[..., a, :]
+        if any_joint:
+            pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
+            held = np.where(joint, pooled, held)
         evidence = 1.0 - weight + 2.0 * weight * held
         sigma = at(cp.sigma[..., a], nd)
         success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, sigma * factor * evidence))
@@ -364,8 +390,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         closing |= (joint & ending)[..., None, :] & st.case_joint
         compromised = success[..., None, :] & st.case_on & ~closing
         # a compromised joint case counts once (with its lowest-coded member), like its case-weeks
-        lower_joint = np.cumsum(st.case_joint, axis=-2) - st.case_joint > 0
-        ev["compromised"] += (compromised & ~(st.case_joint & lower_joint)).sum(axis=-1)
+        ev["compromised"] += (compromised & ~_joint_follower(st.case_joint)).sum(axis=-1)
         ev["dismantled"][..., a] += success.sum(axis=-1)
         ev["dismantled_joint"] += (success & joint).sum(axis=-1)
         ev["weeks_to_dismantle"] += np.where(success, week - st.t_case_start[..., a, :], 0).sum(axis=-1)
@@ -472,8 +497,7 @@ def investigate(
     single = st.case_on & ~st.case_joint
     ev["duplicated"] = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
     # a joint case is one case (counted with its lowest-coded member) that uses a unit in each country
-    lower_joint = np.cumsum(st.case_joint, axis=-2) - st.case_joint > 0
-    ev["case_weeks"] = (st.case_on & ~(st.case_joint & lower_joint)).sum(axis=-1).astype(float)
+    ev["case_weeks"] = (st.case_on & ~_joint_follower(st.case_joint)).sum(axis=-1).astype(float)
     ev["unit_weeks"] = st.case_on.sum(axis=-1).astype(float)
     return ev
 

@@ -270,10 +270,6 @@ def milieu_news(
     return total[..., :n_ports], total[..., n_ports:]
 
 
-def _ends(parts: tuple[np.ndarray, ...]) -> list[int]:
-    """Where each part ends along the last axis of their concatenation (split points)."""
-    return list(np.cumsum([x.shape[-1] for x in parts])[:-1])
-
 
 # --- record ----------------------------------------------------------------------------------------
 
@@ -301,20 +297,21 @@ def week_record(
     """
     kg = m_eff[..., None]
     ax = loads.ndim - 2
-    seized_kg_agency = (caught[..., :-1] * kg) @ cp.port_onehot  # (L, N, A)
-    a = np.arange(cp.n_agencies)
-    foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != a)
+    n_alt, n_agencies = loads.shape[-1], cp.n_agencies
     # every per-network quantity in one array, summed over networks in one pass (in slot order)
-    parts = (
-        loads,
-        loads * kg,
-        caught,
-        caught * kg,
-        capacity_kg(supply, m, rate, traded)[..., None],
-        coop.capacity0[..., None],
-        np.where(foreign_home, seized_kg_agency, 0.0),
-    )
-    sums = np.split(sum_over_networks(np.concatenate(parts, axis=-1), axis=ax), _ends(parts), axis=-1)
+    widths = (n_alt, n_alt, n_alt, n_alt, 1, 1, n_agencies)
+    cols = np.empty((*loads.shape[:-1], sum(widths)))
+    part = np.split(cols, np.cumsum(widths)[:-1], axis=-1)  # views into ``cols``
+    part[0][...] = loads
+    np.multiply(loads, kg, out=part[1])
+    part[2][...] = caught
+    np.multiply(caught, kg, out=part[3])
+    part[4][..., 0] = capacity_kg(supply, m, rate, traded)
+    part[5][..., 0] = coop.capacity0
+    seized_kg_agency = part[3][..., :-1] @ cp.port_onehot  # (L, N, A)
+    foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != np.arange(n_agencies))
+    np.copyto(part[6], np.where(foreign_home, seized_kg_agency, 0.0))
+    sums = np.split(sum_over_networks(cols, axis=ax), np.cumsum(widths)[:-1], axis=-1)
     n_loads, shipped, seized_loads, seized_kg, capacity, capacity0, cross_border = sums
     capacity, capacity0 = capacity[..., 0], capacity0[..., 0]
     n_alive = alive.sum(axis=-1)

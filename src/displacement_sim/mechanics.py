@@ -88,16 +88,31 @@ def poisson_tail_bound(lam_max: float, tail: float = 1e-12) -> int:
 
 
 def poisson_from_uniform(u: np.ndarray, lam: np.ndarray, l_max: int) -> np.ndarray:
-    """Inverse CDF of Poisson(``lam``) at ``u``, truncated at ``l_max`` (tail < 1e-12 by design)."""
+    """Inverse CDF of Poisson(``lam``) at ``u``, truncated at ``l_max`` (tail < 1e-12 by design).
+
+    Counts ``k`` while ``u >= CDF(k - 1)``, with the CDF built term by term
+    (``p_k = p_{k-1} lam / k``). Once few entries are still counting, the loop goes
+    on over their index list only: the same arithmetic on the same numbers.
+    """
     lam = np.asarray(lam, dtype=float)
+    u, lam = np.broadcast_arrays(np.asarray(u, dtype=float), lam)
     p = np.exp(-lam)
     cdf = p.copy()
-    count = np.zeros(np.broadcast(u, lam).shape, dtype=np.int64)
+    count = np.zeros(u.shape, dtype=np.int64)
+    idx = None  # None: every entry; else the flat indices still counting
     for k in range(1, l_max + 1):
         below = u >= cdf
         if not below.any():  # the CDF only grows: no later term can count
             break
-        count += below
+        if idx is None:
+            count += below
+            if below.size > 64 and np.count_nonzero(below) * 8 < below.size:  # few left: go on with an index list
+                idx = np.flatnonzero(below)
+                u, lam, p, cdf = u.reshape(-1)[idx], lam.reshape(-1)[idx], p.reshape(-1)[idx], cdf.reshape(-1)[idx]
+                below = np.ones(idx.size, dtype=bool)
+        else:
+            idx, u, lam, p, cdf = idx[below], u[below], lam[below], p[below], cdf[below]
+            count.reshape(-1)[idx] += 1
         p = p * lam / k
         cdf = cdf + p
     return count

@@ -106,21 +106,42 @@ def _allocate(p: Params, st: VectorState, week: int, phase_start: bool) -> None:
         st.rates = kx.rates_from_extra(p, st.extras, lead)
 
 
-def _ship(dec: kx.Decision, u: np.ndarray, l_max: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Step 5: loads per (replication, network, alternative) and how many were seized.
+def _ship(
+    p: Params,
+    dec: kx.Decision,
+    u: np.ndarray,
+    l_max: int,
+    i_q: np.ndarray,
+    t: np.ndarray,
+    h: np.ndarray,
+    g: np.ndarray,
+    port_agency: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: loads per (row, network, alternative) and how many were seized.
 
     ``u`` is the week's block ``(R, N, 1 + 2 L)``: the load count, then a port
-    uniform and a detection uniform for each possible load.
+    uniform and a detection uniform for each possible load. Detection is computed
+    for each load at its alternative only (``mechanics.detection_probability`` on the
+    load's port, network and agency values: elementwise, so the same numbers as the
+    Mesa agents' per-alternative arrays); ``g`` is ``cooperation.intel_by_agency``,
+    ``port_agency`` the agency row of each port (-1: none).
     """
-    r_n, n_n, n_alt = det.shape
+    r_n, n_n = h.shape[:2]
+    n_ports = h.shape[-1]
+    n_alt = n_ports + 1
     n_loads = mx.poisson_from_uniform(u[..., 0], dec.mean_loads, l_max)
-    # one entry per load, in (replication, network, load) order
+    # one entry per load, in (row, network, load) order
     counts = n_loads.reshape(-1)
     owner = np.repeat(np.arange(counts.size), counts)
     ll = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
     rr, nn = np.divmod(owner, n_n)
     alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
-    seized = u[rr, nn, 1 + l_max + ll] < det[rr, nn, alt]
+    port = np.minimum(alt, n_ports - 1)  # elsewhere (alt = P) is replaced below
+    kappa = p.kappa if np.ndim(p.kappa) == 0 else p.kappa[rr]
+    per_port = mx.detection_probability(i_q[rr, port], kappa, h[rr, nn, port], t[rr, port], g[rr, port_agency[port], nn])
+    elsewhere = p.elsewhere_detection if np.ndim(p.elsewhere_detection) == 0 else p.elsewhere_detection[rr]
+    det = np.where(alt == n_ports, elsewhere, per_port)
+    seized = u[rr, nn, 1 + l_max + ll] < det
     flat = (rr * n_n + nn) * n_alt + alt
     size = r_n * n_n * n_alt
     loads = np.bincount(flat, minlength=size).reshape(r_n, n_n, n_alt).astype(float)
@@ -179,9 +200,8 @@ class _Group:
         kx.check_load_bound(dec.mean_loads, plan.lam_max)
         # 5. shipments and detection
         i_q, t = p.detection_parts(st.rates)
-        intel_term = co.intel_detection_term(cp, st.coop.intel)
-        det = kx.detection_by_alternative(p, i_q[:, None, :], t[:, None, :], st.access, intel_term)
-        loads, caught = _ship(dec, self.shipments.week(week), plan.l_max, det)
+        g = co.intel_by_agency(cp, st.coop.intel)
+        loads, caught = _ship(p, dec, self.shipments.week(week), plan.l_max, i_q, t, st.access, g, cp.port_agency)
         # 6. learning
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
         n_active = np.maximum(st.alive.sum(axis=1), 1)

@@ -35,7 +35,7 @@ __all__ = ["VectorState", "row_keys", "simulate"]
 
 WEEK_CHUNK = 13  # at most this many weeks of uniforms per generator call (same numbers as one call a week)
 BLOCK_BYTES = 32 * 2**20  # and at most this much memory per stream's block
-ROWS_PER_GROUP = 128  # rows stepped together: a group's (rows, N, P) arrays stay near the L2 cache
+ROWS_PER_GROUP = 128  # rows stepped together: big enough to amortise numpy call overhead, small enough for the cache
 
 
 @dataclass
@@ -138,7 +138,8 @@ def _ship(
     alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
     port = np.minimum(alt, n_ports - 1)  # elsewhere (alt = P) is replaced below
     kappa = p.kappa if np.ndim(p.kappa) == 0 else p.kappa[rr]
-    per_port = mx.detection_probability(i_q[rr, port], kappa, h[rr, nn, port], t[rr, port], g[rr, port_agency[port], nn])
+    intel = g[rr, port_agency[port], nn]
+    per_port = mx.detection_probability(i_q[rr, port], kappa, h[rr, nn, port], t[rr, port], intel)
     elsewhere = p.elsewhere_detection if np.ndim(p.elsewhere_detection) == 0 else p.elsewhere_detection[rr]
     det = np.where(alt == n_ports, elsewhere, per_port)
     seized = u[rr, nn, 1 + l_max + ll] < det
@@ -250,12 +251,13 @@ def simulate(
 
     ``point`` is one sweep point for every row, or one per row (a batch of several
     points, whose plan is stacked by :func:`displacement_sim.rows.stack`). Rows are
-    stepped in groups of ``rows_per_group`` (default ``ROWS_PER_GROUP``) so each
+    stepped in equal groups of at most ``rows_per_group`` (default ``ROWS_PER_GROUP``) so each
     group's arrays stay small enough for the cache; the recorder sees whole weeks.
     Returns each group's final state.
     """
     keys = row_keys(replications, point)
-    size = int(rows_per_group or ROWS_PER_GROUP)
+    n_groups = -(-len(keys) // int(rows_per_group or ROWS_PER_GROUP))
+    size = -(-len(keys) // max(n_groups, 1))  # groups of equal size, at most rows_per_group
     groups = []
     for lo in range(0, len(keys), size):
         idx = np.arange(lo, min(lo + size, len(keys)))

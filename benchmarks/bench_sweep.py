@@ -8,17 +8,19 @@ Run (not part of the default test run)::
 
 The target (DESIGN.md section 8): ``experiments/sobol_key_parameters.yaml`` with
 N = 256 (4,608 points for 8 parameters), 10 replications per point, 260 weeks,
-in at most 10 minutes with ``--workers 2``. A full run takes about an hour on
+in at most 10 minutes with ``--workers 2``. A full run takes about half an hour on
 this machine, so this benchmark times a sample of ``BENCH_SWEEP_POINTS`` points
-(default 8, spread over the design) of that very file (R = 10, 260 weeks) and
+(default 52, spread over the design) of that very file (R = 10, 260 weeks), in
+chunks of ``BENCH_SWEEP_CHUNK`` points (default 26: the 260-row batches that
+``displacement-sim sweep`` sends by default, see ``executors.BATCH_ROWS``), and
 projects the full sweep from the time per point with 2 workers.
 
 Cases:
 
-- ``test_sweep_points[serial]``: the points one after the other in this process;
-- ``test_sweep_points[processes]``: 2 local worker processes (``--workers 2``), chunks of 2 points;
+- ``test_sweep_points[serial]``: the chunks one after the other in this process;
+- ``test_sweep_points[processes]``: 2 local worker processes (``--workers 2``);
 - ``test_sweep_points[dask]``: a Dask LocalCluster of 2 single-threaded workers on loopback
-  (``--dask-local 2``), chunks of 2 points;
+  (``--dask-local 2``);
 - ``test_task_overhead[processes|dask]``: 40 empty chunks: the executor's own cost per task.
 
 Pools and clusters are started (and their workers have imported the package)
@@ -43,7 +45,8 @@ from displacement_sim.experiments import Sweep, load_experiment, run_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "sobol_key_parameters.yaml"
-N_POINTS = int(os.environ.get("BENCH_SWEEP_POINTS", "8"))
+N_POINTS = int(os.environ.get("BENCH_SWEEP_POINTS", "52"))
+CHUNK = int(os.environ.get("BENCH_SWEEP_CHUNK", "26"))
 ROUNDS = int(os.environ.get("BENCH_SWEEP_ROUNDS", "1"))
 TARGET_MINUTES = 10.0
 
@@ -105,9 +108,8 @@ def test_sweep_points(benchmark, sweep, sample, figures, kind):
         startup = time.perf_counter() - started
         if kind == "serial":  # the first point pays numpy's first-call costs; keep it out of the timing
             run_chunk(sweep.for_points([sample[0]]), [sample[0]])
-        chunk = 1 if kind == "serial" else 2
         cpu0 = time.process_time()
-        benchmark.pedantic(_run, args=(handle, sweep, sample, chunk), rounds=ROUNDS, iterations=1)
+        benchmark.pedantic(_run, args=(handle, sweep, sample, CHUNK), rounds=ROUNDS, iterations=1)
         cpu = (time.process_time() - cpu0) / ROUNDS
     per_point = benchmark.stats.stats.median / len(sample)
     full_minutes = per_point * sweep.n_points / 60
@@ -115,6 +117,7 @@ def test_sweep_points(benchmark, sweep, sample, figures, kind):
         {
             "executor": handle.description,
             "points_timed": len(sample),
+            "points_per_chunk": CHUNK,
             "replications": sweep.experiment.replications,
             "weeks": sweep.base["weeks"],
             "seconds_per_point": per_point,

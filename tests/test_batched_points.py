@@ -133,3 +133,41 @@ def test_random_row_values_batch_exactly(
     both = run_points([plain, varied], 2, seed=1, points=[0, 1])
     assert_same_result(both[1], run_batch(varied, 2, seed=1, point=1, bands=False))
     assert_same_result(both[0], run_batch(plain, 2, seed=1, point=0, bands=False))
+
+
+def test_a_sweep_chunk_runs_its_points_as_one_batch(tmp_path, monkeypatch) -> None:
+    """``run_chunk`` (batched) gives the rows of ``run_point`` (one point at a time), in one batch per structure."""
+    import yaml
+
+    from displacement_sim import runner, vectorized
+    from displacement_sim.executors import BATCH_ROWS, default_chunk_size
+    from displacement_sim.experiments import load_experiment, run_chunk, run_point
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(BASE, sort_keys=False), encoding="utf-8")
+    data = {
+        "name": "chunk",
+        "base": str(base),
+        "design": "lhs",
+        "n": 6,
+        "replications": 3,
+        "overrides": {"weeks": 30},
+        "parameters": [
+            {"path": "behaviour.beta", "range": [0.1, 1.0]},
+            {"path": "succession.psi", "range": [0.6, 0.95]},
+        ],
+        "outcomes": ["seized_kg", "hub_share", "networks_dismantled"],
+    }
+    path = tmp_path / "chunk.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    sweep = load_experiment(path)
+    calls = []
+    simulate = vectorized.simulate
+    monkeypatch.setattr(runner.vectorized, "simulate", lambda *a, **k: calls.append(1) or simulate(*a, **k))
+    rows = run_chunk(sweep, range(6))
+    assert len(calls) == 1  # six points, one batch
+    monkeypatch.undo()
+    assert rows == [run_point(sweep, k) for k in range(6)]
+    # the default chunk holds enough points for a batch of BATCH_ROWS rows when the sweep is large enough
+    big = load_experiment(path, n=2000)
+    assert default_chunk_size(big, workers=2) * big.experiment.replications >= BATCH_ROWS

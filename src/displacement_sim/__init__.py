@@ -20,7 +20,7 @@ from .config import load_scenario
 from .errors import ConfigError
 from .model import DisplacementModel
 from .results import BatchResult
-from .runner import run_batch, run_mesa, run_scenario
+from .runner import run_batch, run_mesa, run_points, run_scenario
 from .schema import Scenario
 
 
@@ -44,5 +44,6 @@ __all__ = [
     "run_batch",
     "run_mesa",
     "run_model",
+    "run_points",
     "run_scenario",
 ]

@@ -171,3 +171,19 @@ def test_a_sweep_chunk_runs_its_points_as_one_batch(tmp_path, monkeypatch) -> No
     # the default chunk holds enough points for a batch of BATCH_ROWS rows when the sweep is large enough
     big = load_experiment(path, n=2000)
     assert default_chunk_size(big, workers=2) * big.experiment.replications >= BATCH_ROWS
+
+
+def test_a_batch_too_large_is_split_by_points(monkeypatch) -> None:
+    from displacement_sim import runner
+
+    configs = [config(o) for o in ROW_OVERRIDES[:3]]
+    whole = run_points(configs, 2, seed=4, points=[0, 1, 2])
+    cells = 10 * whole[0].ports.ids.__len__()
+    monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", cells * 2 * 2)  # room for two points of 2 replications
+    calls = []
+    simulate = runner.vectorized.simulate
+    monkeypatch.setattr(runner.vectorized, "simulate", lambda *a, **k: calls.append(1) or simulate(*a, **k))
+    split = run_points(configs, 2, seed=4, points=[0, 1, 2])
+    assert len(calls) == 2
+    for a, b in zip(whole, split, strict=True):
+        assert_same_result(a, b)

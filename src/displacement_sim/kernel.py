@@ -273,6 +273,49 @@ def milieu_news(
 # --- record ----------------------------------------------------------------------------------------
 
 
+def seized_kg_by_agency(cp, seized_kg: np.ndarray) -> np.ndarray:
+    """Seized kg per agency ``(..., A)`` from kg per port ``(..., P)``: each agency's ports added in port order."""
+    out = np.zeros((*seized_kg.shape[:-1], cp.n_agencies))
+    for a in range(cp.n_agencies):
+        ports = np.flatnonzero(cp.port_agency == a)
+        if len(ports):
+            acc = seized_kg[..., ports[0]].copy()
+            for q in ports[1:]:
+                acc += seized_kg[..., q]
+            out[..., a] = acc
+    return out
+
+
+def foreign_home(home_agency: np.ndarray, n_agencies: int) -> np.ndarray:
+    """``(..., N, A)``: the network's home is another agency's country (cross-border for agency ``a``)."""
+    home = home_agency[..., None]
+    return (home >= 0) & (home != np.arange(n_agencies))
+
+
+def shipment_totals(cp, loads: np.ndarray, caught: np.ndarray, m_eff: np.ndarray, home_agency: np.ndarray):
+    """The week's loads, kg and seizures per alternative, and cross-border seized kg per agency.
+
+    Each is summed over networks in slot order. ``loads`` and ``caught`` are ``(L, N, P + 1)``
+    counts, ``m_eff`` the kg per load ``(L, N)``.
+    Returns ``(loads, shipped_kg, seized_loads, seized_kg, cross_border_seized_kg)``. The
+    vectorized engine computes the same sums from its list of loads (``vectorized._shipment_totals``).
+    """
+    kg = m_eff[..., None]
+    n_alt, n_agencies = loads.shape[-1], cp.n_agencies
+    # every per-network quantity in one array, summed over networks in one pass (in slot order)
+    widths = (n_alt, n_alt, n_alt, n_alt, n_agencies)
+    cols = np.empty((*loads.shape[:-1], sum(widths)))
+    part = np.split(cols, np.cumsum(widths)[:-1], axis=-1)  # views into ``cols``
+    part[0][...] = loads
+    np.multiply(loads, kg, out=part[1])
+    part[2][...] = caught
+    np.multiply(caught, kg, out=part[3])
+    by_agency = seized_kg_by_agency(cp, part[3][..., :-1])
+    np.copyto(part[4], np.where(foreign_home(home_agency, n_agencies), by_agency, 0.0))
+    sums = sum_over_networks(cols, axis=loads.ndim - 2)
+    return tuple(np.split(sums, np.cumsum(widths)[:-1], axis=-1))
+
+
 def week_record(
     p: Params,
     cp,
@@ -287,32 +330,20 @@ def week_record(
     alive: np.ndarray,
     rates: np.ndarray,
     events: dict[str, np.ndarray],
+    totals: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Step 10: the week's numbers, summed over networks in slot order (network axis -2 / -1).
 
     ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``:
     ``m``, ``rate`` and ``traded`` describe the networks that traded this week (before
-    dismantling and renewal), ``alive`` those active at the end of the week.
+    dismantling and renewal), ``alive`` those active at the end of the week. ``totals``
+    is :func:`shipment_totals` if the caller has computed it already.
     """
-    kg = m_eff[..., None]
-    ax = loads.ndim - 2
-    n_alt, n_agencies = loads.shape[-1], cp.n_agencies
-    # every per-network quantity in one array, summed over networks in one pass (in slot order)
-    widths = (n_alt, n_alt, n_alt, n_alt, 1, 1, n_agencies)
-    cols = np.empty((*loads.shape[:-1], sum(widths)))
-    part = np.split(cols, np.cumsum(widths)[:-1], axis=-1)  # views into ``cols``
-    part[0][...] = loads
-    np.multiply(loads, kg, out=part[1])
-    part[2][...] = caught
-    np.multiply(caught, kg, out=part[3])
-    part[4][..., 0] = capacity_kg(supply, m, rate, traded)
-    part[5][..., 0] = coop.capacity0
-    seized_kg_agency = part[3][..., :-1] @ cp.port_onehot  # (L, N, A)
-    foreign_home = (coop.home_agency[..., None] >= 0) & (coop.home_agency[..., None] != np.arange(n_agencies))
-    np.copyto(part[6], np.where(foreign_home, seized_kg_agency, 0.0))
-    sums = np.split(sum_over_networks(cols, axis=ax), np.cumsum(widths)[:-1], axis=-1)
-    n_loads, shipped, seized_loads, seized_kg, capacity, capacity0, cross_border = sums
-    capacity, capacity0 = capacity[..., 0], capacity0[..., 0]
+    if totals is None:
+        totals = shipment_totals(cp, loads, caught, m_eff, coop.home_agency)
+    n_loads, shipped, seized_loads, seized_kg, cross_border = totals
+    both = np.stack([capacity_kg(supply, m, rate, traded), coop.capacity0], axis=-1)
+    capacity, capacity0 = np.moveaxis(sum_over_networks(both, axis=both.ndim - 2), -1, 0)
     n_alive = alive.sum(axis=-1)
     intel_alive = np.where(alive[..., None, :], coop.intel, 0.0).sum(axis=-1)
     return {

@@ -18,8 +18,9 @@ from .schema import Scenario
 
 __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 
-# Replications run in lockstep while their state stays under this many cells (N x P x R).
-MAX_CELLS_PER_BATCH = 40_000_000
+# Rows (replications, or points x replications) run in lockstep while their state stays under this many
+# cells (N x P x rows); a larger batch is split. About 100 kB of state per row of the baseline (80 x 15 cells).
+MAX_CELLS_PER_BATCH = 4_000_000
 
 
 def _port_info(plan: RunPlan) -> PortInfo:
@@ -96,7 +97,8 @@ def run_points(
 
     Points whose engine parameters differ only in row fields (:mod:`displacement_sim.rows`)
     run as one batch of ``len(points) x replications`` rows; the others run in batches
-    of their own. Point ``k`` uses the streams ``(seed, points[k], r)``, so
+    of their own (and a batch too large for ``MAX_CELLS_PER_BATCH`` is split by points).
+    Point ``k`` uses the streams ``(seed, points[k], r)``, so
     ``run_points(...)[k]`` equals ``run_batch(configs[k], replications, seed, point=points[k])``
     (totals and metrics; the weekly quantile bands are not computed).
     """
@@ -108,7 +110,12 @@ def run_points(
         batches.setdefault(structure_key(plan), []).append(i)
     reps = np.arange(int(replications))
     out: list[BatchResult | None] = [None] * len(configs)
-    for members in batches.values():
+    pieces = []
+    for members in batches.values():  # a batch too large for memory is split into batches of whole points
+        cells = plans[members[0]].n_slots * len(plans[members[0]].params[0].port_ids)
+        per_batch = max(1, MAX_CELLS_PER_BATCH // max(cells * len(reps), 1))
+        pieces += [members[i : i + per_batch] for i in range(0, len(members), per_batch)]
+    for members in pieces:
         plan = stack([plans[i] for i in members], [len(reps)] * len(members))
         row_points = np.repeat([int(points[i]) for i in members], len(reps))
         row_reps = np.tile(reps, len(members))

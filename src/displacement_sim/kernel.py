@@ -15,7 +15,7 @@ import numpy as np
 
 from . import mechanics as mx
 from .params import AgencyParams, NetworkParams, Params
-from .rows import at
+from .rows import at, rank
 from .streams import INIT_COLUMNS
 
 __all__ = [
@@ -155,7 +155,7 @@ def decide(
 
     Per-row parameters (a batch of sweep points) broadcast through :func:`rows.at`.
     """
-    nd, cd = np.ndim(lam), np.ndim(seizures)  # network and cell ranks
+    nd, cd = rank(lam), rank(seizures)  # network and cell ranks
     rho = mx.perceived_risk(at(a0, cd, 1), at(p.prior_strength, cd), seizures, exposure)
     rho_eff = mx.effective_risk(rho, at(p.kappa, cd), h)
     utility = mx.port_utility(
@@ -185,7 +185,7 @@ def decide(
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
     """The fixed-consumption design draws ``l_max`` load slots for rate ``lam_max``: check it holds."""
-    if np.any(mean_loads > at(lam_max, np.ndim(mean_loads)) * (1.0 + 1e-12)):
+    if np.any(mean_loads > at(lam_max, rank(mean_loads)) * (1.0 + 1e-12)):
         raise RuntimeError(f"load rate {float(np.max(mean_loads))} above the design bound {lam_max}")
 
 
@@ -208,7 +208,7 @@ def detection_by_alternative(
     p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
 ) -> np.ndarray:
     """Seizure probability of a load at each port and elsewhere (last axis ``P + 1``)."""
-    cd = np.ndim(h)
+    cd = rank(h)
     per_port = mx.detection_probability(i_q, at(p.kappa, cd), h, t, gamma_intel)
     return _with_elsewhere(per_port, at(p.elsewhere_detection, cd - 1))
 
@@ -241,7 +241,7 @@ def learn(
     each port's seizures and exposure this week per active network; ``own_exp`` is
     :func:`own_exposure` if the caller has it already.
     """
-    cd = np.ndim(seizures)
+    cd = rank(seizures)
     memory, omega = at(p.memory, cd), at(p.omega, cd)
     new_s = mx.update_evidence(seizures, memory, own_seized, omega, news_seized)
     if own_exp is None:
@@ -254,7 +254,7 @@ def learn(
 
 def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Exposure a network's own loads add: each load weighted ``1 - kappa h``."""
-    return own_loads * (1.0 - at(p.kappa, np.ndim(h)) * h)
+    return own_loads * (1.0 - at(p.kappa, rank(h)) * h)
 
 
 def milieu_news(

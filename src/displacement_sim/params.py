@@ -15,7 +15,7 @@ import numpy as np
 
 from . import mechanics as mx
 from .config import phases
-from .rows import at
+from .rows import at, rank
 from .schema import Networks, Scenario
 
 __all__ = ["AgencyParams", "NetworkParams", "Params", "RunPlan", "build_plan"]
@@ -91,7 +91,7 @@ class Params:
 
     def utility_elsewhere(self, lam: np.ndarray) -> np.ndarray:
         """Utility of shipping elsewhere: same form as a port, with its fixed known risk."""
-        nd = np.ndim(lam)
+        nd = rank(lam)
         return (
             at(self.margin, nd) * (1.0 - lam * at(self.elsewhere_detection, nd))
             - at(self.elsewhere_cost, nd)

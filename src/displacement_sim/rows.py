@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_FIELDS", "NotBatchable", "at", "stack", "structure_key", "take_rows"]
+__all__ = ["ROW_FIELDS", "NotBatchable", "at", "rank", "stack", "structure_key", "take_rows"]
 
 
 class NotBatchable(ValueError):
@@ -94,6 +94,11 @@ ROW_FIELDS: dict[str, dict[str, int]] = {
 IGNORED: dict[str, tuple[str, ...]] = {"RunPlan": ("scenario", "extra")}
 
 
+def rank(x: Any) -> int:
+    """``np.ndim`` without its dispatch cost (called for every agent and week): numbers have rank 0."""
+    return getattr(x, "ndim", 0)
+
+
 def at(x: Any, ndim: int, trailing: int = 0) -> Any:
     """``x`` ready for arithmetic with an array of ``ndim`` axes whose first axis is the batch row.
 
@@ -101,9 +106,8 @@ def at(x: Any, ndim: int, trailing: int = 0) -> Any:
     agencies) is returned as it is, so a single run computes exactly as before; a
     per-row value (one more leading axis) gets singleton axes after the row axis.
     """
-    if np.ndim(x) <= trailing:
+    if getattr(x, "ndim", 0) <= trailing:  # numbers and shared arrays: as they are (and fast, for the Mesa agents)
         return x
-    x = np.asarray(x)
     return x.reshape((x.shape[0],) + (1,) * (ndim - 1 - trailing) + x.shape[1:])
 
 

@@ -110,7 +110,8 @@ def allocate(
     if already is not None:
         caps = np.maximum(caps - already[..., spend], 0.0)
     budget = np.full(weights.shape[:-1], unit.budget)
-    return mx.water_fill(weights[..., position], caps, budget)
+    # C order: each row's sums over ports are then numpy's sums of a contiguous row, as for a single row (Mesa)
+    return mx.water_fill(np.ascontiguousarray(weights[..., position]), caps, budget)
 
 
 def placed_extra(p: Params, extras: list[np.ndarray], lead_shape: tuple[int, ...]) -> np.ndarray:

@@ -190,9 +190,14 @@ def allocation_weights(
 def anticipate_displacement(weights: np.ndarray, buffer_matrix: np.ndarray, anticipation: float) -> np.ndarray:
     """Joint strategy: add ``anticipation`` x each port's weight, spread over its buffer ports.
 
-    ``buffer_matrix[q, p]`` is ``1/len(buffer(q))`` when ``p`` is in ``q``'s buffer.
+    ``buffer_matrix[q, p]`` is ``1/len(buffer(q))`` when ``p`` is in ``q``'s buffer. The
+    product ``weights @ buffer_matrix`` is added up port by port, in a fixed order, so a
+    row gives the same bits alone (Mesa) or in a batch (BLAS would round differently).
     """
-    return weights + anticipation * (weights @ buffer_matrix)
+    spread = weights[..., :1] * buffer_matrix[0]
+    for q in range(1, buffer_matrix.shape[0]):
+        spread += weights[..., q : q + 1] * buffer_matrix[q]
+    return weights + anticipation * spread
 
 
 def transit_detection(transit_check: np.ndarray, i_via: np.ndarray, q_via: np.ndarray) -> np.ndarray:

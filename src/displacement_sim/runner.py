@@ -19,8 +19,9 @@ from .schema import Scenario
 __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 
 # Rows (replications, or points x replications) run in lockstep while their state stays under this many
-# cells (N x P x rows); a larger batch is split. About 100 kB of state per row of the baseline (80 x 15 cells).
-MAX_CELLS_PER_BATCH = 4_000_000
+# cells (N x P x rows); a larger batch is split. The baseline's 1,000 replications (1.2 M cells) are one
+# batch and peak at 0.58 GiB resident (docs/performance.md), so a full batch stays under about 1 GiB.
+MAX_CELLS_PER_BATCH = 2_000_000
 
 
 def _port_info(plan: RunPlan) -> PortInfo:
@@ -102,6 +103,10 @@ def run_points(
     ``run_points(...)[k]`` equals ``run_batch(configs[k], replications, seed, point=points[k])``
     (totals and metrics; the weekly quantile bands are not computed).
     """
+    if len(points) != len(configs):
+        raise ValueError(f"{len(configs)} configs but {len(points)} point indices")
+    if int(replications) < 1:
+        raise ValueError(f"replications must be at least 1, got {replications}")
     start = time.perf_counter()
     seed = int(seed)
     plans = [build_plan(c, weeks, l_max) for c in configs]

@@ -2,7 +2,7 @@
 
 With one replication and the same seed, the Mesa engine (``DisplacementModel``)
 and the vectorized engine (``run_batch`` / ``vectorized.simulate``) must produce
-the same events and the same numbers: counts exactly, floats to 1e-9. This is
+the same events and the same numbers, bit for bit (counts and floats). This is
 checked for every scenario in ``scenarios/`` (a new scenario is covered as soon
 as it is added), for a replication other than 0 inside a larger batch, for
 random valid scenarios, and for the full network and cooperation state at the
@@ -26,23 +26,6 @@ from strategies import scenarios, shortened
 
 SCENARIO_FILES = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml"))
 
-# recorded series that are counts: compared exactly
-COUNT_KEYS = {
-    "loads",
-    "seized_loads",
-    "active_networks",
-    "cases_opened",
-    "case_weeks",
-    "unit_weeks",
-    "compromised_cases",
-    "dismantled",
-    "dismantled_joint",
-    "weeks_to_dismantle",
-    "duplicated_case_weeks",
-    "successors",
-    "entrants",
-}
-
 
 def assert_same_series(mesa_weekly: dict[str, np.ndarray], series: dict[str, np.ndarray], r: int = 0) -> None:
     """Every series the Mesa model records equals replication ``r`` of the vectorized series."""
@@ -52,10 +35,7 @@ def assert_same_series(mesa_weekly: dict[str, np.ndarray], series: dict[str, np.
     for key, expected in mesa_weekly.items():
         got = series[key][r]
         assert got.shape == expected.shape, f"{key}: shape {got.shape} != {expected.shape}"
-        if key in COUNT_KEYS:
-            np.testing.assert_array_equal(got, expected, err_msg=key)
-        else:
-            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=key)
+        np.testing.assert_array_equal(got, expected, err_msg=key)  # bit for bit, counts and masses alike
 
 
 def n_phases(cfg: Scenario) -> int:
@@ -146,20 +126,17 @@ def test_final_network_state_agrees() -> None:
     np.testing.assert_array_equal(st_.home[0], [n.home for n in nets])
     np.testing.assert_array_equal(st_.hvt[0], [n.hvt for n in nets])
     for name in ("m", "rate", "lam"):
-        np.testing.assert_allclose(getattr(st_, name)[0], [getattr(n, name) for n in nets], rtol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(getattr(st_, name)[0], [getattr(n, name) for n in nets], err_msg=name)
     for name in ("seizures", "exposure", "access"):
         mesa_rows = np.stack([getattr(n, name) for n in nets])
-        np.testing.assert_allclose(getattr(st_, name)[0], mesa_rows, rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(getattr(st_, name)[0], mesa_rows, err_msg=name)
     assert np.stack([n.access for n in nets]).max() > 0, "no insider access built: a weak comparison"
-    np.testing.assert_allclose(st_.rates[0], [port.inspection_rate for port in model.ports], rtol=1e-12)
+    np.testing.assert_array_equal(st_.rates[0], [port.inspection_rate for port in model.ports])
     np.testing.assert_array_equal(st_.history[0], np.stack([port.seizure_history for port in model.ports], axis=-1))
     for name in vars(model.coop):
         mesa_value = getattr(model.coop, name)
         vec_value = getattr(st_.coop, name)[0]
-        if np.asarray(mesa_value).dtype.kind in "biu":
-            np.testing.assert_array_equal(vec_value, mesa_value, err_msg=f"coop.{name}")
-        else:
-            np.testing.assert_allclose(vec_value, mesa_value, rtol=1e-9, atol=1e-12, err_msg=f"coop.{name}")
+        np.testing.assert_array_equal(vec_value, mesa_value, err_msg=f"coop.{name}")
     # the agents' views of the cooperation state
     for code, agency in model.agencies.items():
         if agency.index is not None:

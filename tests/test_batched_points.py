@@ -231,6 +231,8 @@ def _every_row_field(rng: np.random.Generator) -> dict[str, float]:
         "ports[kind=hub].q": (1.5, 3),
         "ports[kind=regional].c": (0.1, 0.9),
         "ports[kind=hub].a": (0.5, 3),
+        "ports[kind=hub].inspection_rate": (0.03, 0.08),
+        "ports[kind=regional].inspection_rate": (0.01, 0.04),
         "enforcement.BE.budget": (0, 200),
         "enforcement.NL.sigma": (0.2, 0.8),
         "enforcement.BE.open_rate": (1, 5),

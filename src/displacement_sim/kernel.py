@@ -106,7 +106,7 @@ def allocate(
         weights = mx.anticipate_displacement(weights, unit.buffer_matrix, unit.anticipation)
     position = np.searchsorted(pic, unit.ports)
     spend = unit.ports
-    caps = np.maximum(unit.i_max - p.base_rate[spend], 0.0) * p.at_risk[spend]
+    caps = np.maximum(unit.i_max - p.base_rate[..., spend], 0.0) * p.at_risk[spend]
     if already is not None:
         caps = np.maximum(caps - already[..., spend], 0.0)
     budget = np.full(weights.shape[:-1], unit.budget)

@@ -59,7 +59,7 @@ ROW_FIELDS: dict[str, dict[str, int]] = {
             ),
             0,
         ),
-        **dict.fromkeys(("q", "c", "cost"), 1),
+        **dict.fromkeys(("q", "c", "cost", "base_rate"), 1),
     },
     "AgencyParams": {"budget": 0},
     "CoopParams": {

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_FIELDS", "NotBatchable", "at", "rank", "stack", "structure_key", "take_rows"]
+__all__ = ["ROW_FIELDS", "NotBatchable", "at", "of_rows", "rank", "stack", "structure_key", "take_rows"]
 
 
 class NotBatchable(ValueError):
@@ -109,6 +109,11 @@ def at(x: Any, ndim: int, trailing: int = 0) -> Any:
     if getattr(x, "ndim", 0) <= trailing:  # numbers and shared arrays: as they are (and fast, for the Mesa agents)
         return x
     return x.reshape((x.shape[0],) + (1,) * (ndim - 1 - trailing) + x.shape[1:])
+
+
+def of_rows(x: Any, rows: np.ndarray) -> Any:
+    """A number-valued row field for a list of items in rows ``rows`` (e.g. one per load): shared values as they are."""
+    return x if getattr(x, "ndim", 0) == 0 else x[rows]
 
 
 def _same(a: Any, b: Any) -> bool:

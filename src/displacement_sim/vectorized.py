@@ -28,7 +28,7 @@ from . import cooperation as co
 from . import kernel as kx
 from . import mechanics as mx
 from .params import HISTORY_WEEKS, Params, RunPlan
-from .rows import take_rows
+from .rows import of_rows, take_rows
 from .streams import Stream, generator, init_block_width, shipment_block_width
 
 __all__ = ["VectorState", "row_keys", "simulate"]
@@ -137,11 +137,9 @@ def _ship(
     rr, nn = np.divmod(owner, n_n)
     alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
     port = np.minimum(alt, n_ports - 1)  # elsewhere (alt = P) is replaced below
-    kappa = p.kappa if np.ndim(p.kappa) == 0 else p.kappa[rr]
     intel = g[rr, port_agency[port], nn]
-    per_port = mx.detection_probability(i_q[rr, port], kappa, h[rr, nn, port], t[rr, port], intel)
-    elsewhere = p.elsewhere_detection if np.ndim(p.elsewhere_detection) == 0 else p.elsewhere_detection[rr]
-    det = np.where(alt == n_ports, elsewhere, per_port)
+    per_port = mx.detection_probability(i_q[rr, port], of_rows(p.kappa, rr), h[rr, nn, port], t[rr, port], intel)
+    det = np.where(alt == n_ports, of_rows(p.elsewhere_detection, rr), per_port)
     seized = u[rr, nn, 1 + l_max + ll] < det
     flat = (rr * n_n + nn) * n_alt + alt
     size = r_n * n_n * n_alt

@@ -12,7 +12,6 @@ import mesa
 import numpy as np
 
 from . import kernel as kx
-from . import mechanics as mx
 from .params import HISTORY_WEEKS, AgencyParams, Params
 
 if TYPE_CHECKING:
@@ -64,20 +63,21 @@ class TraffickingNetwork(mesa.Agent):
         )
 
     def ship(
-        self, p: Params, u: np.ndarray, l_max: int, i_q: np.ndarray, t: np.ndarray, intel_term: np.ndarray
+        self,
+        p: Params,
+        u: np.ndarray,
+        l_max: int,
+        i_q: np.ndarray,
+        t: np.ndarray,
+        intel: np.ndarray,
+        port_agency: np.ndarray,
     ) -> None:
         """Step 5: draw this week's loads from the slot's row of uniforms; each load is seized or not.
 
-        ``intel_term`` is the agencies' intelligence-led detection of this network's loads per port.
+        ``intel`` is each agency's intelligence-led detection of this network's loads
+        (``cooperation.intel_by_agency``), ``port_agency`` the agency of each port.
         """
-        dec = self.decision
-        n_alt = p.n_ports + 1
-        n_loads = int(mx.poisson_from_uniform(u[0], dec.mean_loads, l_max))
-        det = kx.detection_by_alternative(p, i_q, t, self.access, intel_term)
-        alt = mx.choose_alternative(u[1 : 1 + n_loads], dec.cum_ship)
-        caught = u[1 + l_max : 1 + l_max + n_loads] < det[alt]
-        self.loads = np.bincount(alt, minlength=n_alt).astype(float)
-        self.seized = np.bincount(alt, weights=caught, minlength=n_alt)
+        self.loads, self.seized = kx.ship(p, self.decision, u, l_max, i_q, t, self.access, intel, port_agency)
 
     def renew(self, attrs: dict[str, object]) -> None:
         """A new network in the slot (at the start, or a successor or entrant in step 9).

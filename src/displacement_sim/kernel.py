@@ -9,9 +9,12 @@ same numbers in the same order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba import njit
 
 from . import mechanics as mx
 from .params import AgencyParams, NetworkParams, Params
@@ -26,6 +29,7 @@ __all__ = [
     "initial_networks",
     "learn",
     "recent_seizures",
+    "ship",
     "sum_over_networks",
 ]
 
@@ -154,34 +158,204 @@ def decide(
 ) -> Decision:
     """Steps 3-4: perceived risk, nested-logit choice, load splitting, expected loads (0 if not active).
 
-    Per-row parameters (a batch of sweep points) broadcast through :func:`rows.at`.
+    Arrays have the networks' leading shape (``()`` for one Mesa agent, ``(R, N)`` for a
+    batch); per-row parameters have the batch row axis first (``rows.py``). The
+    equations run in one compiled pass over the networks (:func:`_decide_rows`).
     """
-    nd, cd = rank(lam), rank(seizures)  # network and cell ranks
-    rho = mx.perceived_risk(at(a0, cd, 1), at(p.prior_strength, cd), seizures, exposure)
-    rho_eff = mx.effective_risk(rho, at(p.kappa, cd), h)
-    utility = mx.port_utility(
-        at(p.margin, cd), lam[..., None], rho_eff, at(p.cost, cd, 1), at(p.setup, cd), h, at(p.phi, cd), p.log_at_risk
-    )
-    probs = mx.choice_probabilities(
-        utility,
-        p.utility_elsewhere(lam),
-        at(p.hold_utility, nd),
-        at(p.beta, nd),
-        at(p.nest_lambda, nd),
+    n_ports, lead = seizures.shape[-1], seizures.shape[:-1]
+    rn = _rows_networks(lead)
+    n_rep = rn[0]
+    probs = np.empty((*rn, n_ports + 2))
+    cum_ship = np.empty((*rn, n_ports + 1))
+    m_eff, mean_loads = np.empty(rn), np.empty(rn)
+    pr = _param_rows(p, n_rep)
+    cells = [np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h)]
+    nets = [_per_net(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))]
+    _decide_rows(
+        _per_rep(a0, n_rep, n_ports),
+        pr["cost"],
+        p.log_at_risk,
+        *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
+        *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
+        *cells,
+        *nets,
+        _per_net(alive, lead, rn, bool),
+        float(supply),
         p.nest_order,
-        p.nest_starts,
         p.nest_of,
+        len(p.nest_starts),
+        probs,
+        m_eff,
+        mean_loads,
+        cum_ship,
     )
-    risk = _with_elsewhere(rho_eff, at(p.elsewhere_detection, nd))
-    m_eff = mx.effective_load(m, at(p.zeta, nd), at(p.split_floor, nd), probs[..., :-1], risk)
-    p_hold = probs[..., -1]
-    mean_loads = np.where(alive, mx.expected_loads(supply, rate, m, m_eff, p_hold), 0.0)
-    # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
-    # and an alternative of probability 0 at the end can never be drawn
-    cum = np.cumsum(probs[..., :-1], axis=-1)
-    total = cum[..., -1:]
-    cum_ship = np.where(total > 0, cum / np.where(total > 0, total, 1.0), 1.0)
-    return Decision(probs=probs, m_eff=m_eff, mean_loads=mean_loads, cum_ship=cum_ship)
+    return Decision(
+        probs=probs.reshape(*lead, n_ports + 2),
+        m_eff=m_eff.reshape(lead),
+        mean_loads=mean_loads.reshape(lead),
+        cum_ship=cum_ship.reshape(*lead, n_ports + 1),
+    )
+
+
+def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
+    """The compiled loops' view of a leading shape: (batch rows, networks per row).
+
+    The first axis is the batch row (per-row parameters have it too, ``rows.py``);
+    a single network (the Mesa agents, ``lead = ()``) is one row of one network.
+    """
+    n_rep = lead[0] if lead else 1
+    return n_rep, math.prod(lead[1:])
+
+
+def _per_rep(x: Any, n_rep: int, *trailing: int) -> np.ndarray:
+    """A shared or per-row value as a C-ordered float array ``(n_rep, *trailing)`` (a view where possible)."""
+    shape = (n_rep, *trailing)
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous:
+        if x.shape == shape:
+            return x
+        if n_rep == 1 and x.shape == shape[1:]:
+            return x.reshape(shape)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), shape))
+
+
+def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
+    """A value per network (or one for all) as a C-ordered array ``(rows, networks)`` (a view where possible)."""
+    if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
+        return x.reshape(rn)
+    if not lead:
+        return np.array(x, dtype=dtype, ndmin=2)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=dtype), lead)).reshape(rn)
+
+
+# Parameters the compiled loops read, one row per batch row: built once per (Params, rows).
+_ROW_SCALARS = (
+    "prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility",
+    "elsewhere_detection", "zeta", "split_floor", "memory", "omega", "access_growth", "access_decay", "access_burn",
+)  # fmt: skip
+_ROW_PORT_ARRAYS = ("cost", "c")
+_ROWS_CACHE: dict[tuple[int, int], tuple[Params, dict[str, np.ndarray]]] = {}
+
+
+def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
+    """``p``'s numbers as arrays ``(n_rep,)`` and port arrays as ``(n_rep, P)``, for the compiled loops.
+
+    Cached per ``Params`` object (parameters are not changed after they are built), so
+    the Mesa agents' single rows do not rebuild them every week.
+    """
+    hit = _ROWS_CACHE.get((id(p), n_rep))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    rows = {k: _per_rep(getattr(p, k), n_rep) for k in _ROW_SCALARS}
+    rows |= {k: _per_rep(getattr(p, k), n_rep, p.n_ports) for k in _ROW_PORT_ARRAYS}
+    if len(_ROWS_CACHE) >= 64:
+        _ROWS_CACHE.clear()
+    _ROWS_CACHE[(id(p), n_rep)] = (p, rows)
+    return rows
+
+
+@njit(cache=True, nogil=True)
+def _decide_rows(
+    a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
+    e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
+    order, nest_of, n_nests, probs, m_eff, mean_loads, cum_ship,
+):  # fmt: skip
+    """Steps 3-4 for each (row, network): the equations of :mod:`mechanics` on numbers, in one pass."""
+    n_rep, n_net, n_ports = seizures.shape
+    work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
+    utility = np.empty(n_ports)
+    risk = np.empty(n_ports + 1)
+    for r in range(n_rep):
+        for n in range(n_net):
+            for j in range(n_ports):
+                rho = mx.perceived_risk(a0[r, j], b0[r], seizures[r, n, j], exposure[r, n, j])
+                risk[j] = mx.effective_risk(rho, kappa[r], h[r, n, j])
+                utility[j] = mx.port_utility(
+                    margin[r], lam[r, n], risk[j], cost[r, j], setup[r], h[r, n, j], phi[r], log_at_risk[j]
+                )
+            risk[n_ports] = e_det[r]
+            row = probs[r, n]
+            coef = beta[r] / nest_lambda[r]
+            v_else, v_hold = beta[r] * u_else[r, n], beta[r] * hold[r]
+            mx.nested_logit_row(utility, coef, nest_lambda[r], v_else, v_hold, order, nest_of, work, row)
+            exposed = 0.0
+            for j in range(n_ports + 1):
+                exposed += row[j] * risk[j]
+            m_eff[r, n] = mx.split_load(m[r, n], zeta[r], floor[r], exposed)
+            if alive[r, n]:
+                mean_loads[r, n] = mx.expected_loads(supply, rate[r, n], m[r, n], m_eff[r, n], row[n_ports + 1])
+            else:
+                mean_loads[r, n] = 0.0
+            # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
+            # and an alternative of probability 0 at the end can never be drawn
+            total = 0.0
+            for j in range(n_ports + 1):
+                total += row[j]
+                cum_ship[r, n, j] = total
+            for j in range(n_ports + 1):
+                cum_ship[r, n, j] = cum_ship[r, n, j] / total if total > 0 else 1.0
+
+
+def ship(
+    p: Params,
+    dec: Decision,
+    u: np.ndarray,
+    l_max: int,
+    i_q: np.ndarray,
+    t: np.ndarray,
+    h: np.ndarray,
+    g: np.ndarray,
+    port_agency: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: each network's loads per alternative this week and how many were seized, ``(..., P + 1)`` each.
+
+    ``u`` is the week's block of uniforms ``(..., 1 + 2 L)``: the load count, then a
+    port uniform and a detection uniform for each possible load. ``i_q`` and ``t`` are
+    per port (one row per batch row), ``h`` the insiders ``(..., P)``, ``g`` the
+    intelligence term of each agency for each network ``(..., A + 1)`` (the last one
+    zero: ports with no agency, ``port_agency = -1``). Detection is computed for each
+    load at its alternative only.
+    """
+    n_ports, lead = h.shape[-1], h.shape[:-1]
+    rn = _rows_networks(lead)
+    n_rep = rn[0]
+    loads, caught = np.zeros((*rn, n_ports + 1)), np.zeros((*rn, n_ports + 1))
+    _ship_rows(
+        np.reshape(u, (*rn, u.shape[-1])),
+        _per_net(dec.mean_loads, lead, rn),
+        np.reshape(dec.cum_ship, (*rn, n_ports + 1)),
+        _per_rep(i_q, n_rep, n_ports),
+        _per_rep(t, n_rep, n_ports),
+        np.reshape(h, (*rn, n_ports)),
+        np.reshape(g, (*rn, g.shape[-1])),
+        np.where(port_agency < 0, g.shape[-1] - 1, port_agency),
+        _param_rows(p, n_rep)["kappa"],
+        _param_rows(p, n_rep)["elsewhere_detection"],
+        l_max,
+        loads,
+        caught,
+    )
+    return loads.reshape(*lead, n_ports + 1), caught.reshape(*lead, n_ports + 1)
+
+
+@njit(cache=True, nogil=True)
+def _ship_rows(
+    u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
+):  # fmt: skip
+    """Step 5 for each (row, network): count, alternative and detection of each load, in load order."""
+    n_rep, n_net, n_ports = h.shape
+    for r in range(n_rep):
+        for n in range(n_net):
+            n_loads = mx.poisson_from_uniform(u[r, n, 0], mean_loads[r, n], l_max)
+            for k in range(n_loads):
+                alt = mx.choose_one(u[r, n, 1 + k], cum_ship[r, n])
+                if alt == n_ports:
+                    d = e_det[r]
+                else:
+                    a = agency[alt]
+                    d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
+                loads[r, n, alt] += 1.0
+                if u[r, n, 1 + l_max + k] < d:
+                    caught[r, n, alt] += 1.0
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -239,18 +413,40 @@ def learn(
     """Step 6: evidence and exposure with decay and milieu news; insider access.
 
     ``own_loads`` and ``own_seized`` are this week's counts per port; the news is
-    each port's seizures and exposure this week per active network; ``own_exp`` is
-    :func:`own_exposure` if the caller has it already.
+    each port's seizures and exposure this week per active network, ``(P,)`` or one
+    row per batch row ``(R, P)``; ``own_exp`` is :func:`own_exposure` if the caller
+    has it already.
     """
-    cd = rank(seizures)
-    memory, omega = at(p.memory, cd), at(p.omega, cd)
-    new_s = mx.update_evidence(seizures, memory, own_seized, omega, news_seized)
+    n_ports, lead = seizures.shape[-1], seizures.shape[:-1]
+    rn = _rows_networks(lead)
+    n_rep = rn[0]
     if own_exp is None:
         own_exp = own_exposure(p, own_loads, h)
-    new_e = mx.update_evidence(exposure, memory, own_exp, omega, news_exposure)
-    growth, decay, burn = at(p.access_growth, cd), at(p.access_decay, cd), at(p.access_burn, cd)
-    new_h = mx.update_access(h, own_loads > 0, own_seized > 0, growth, at(p.c, cd, 1), decay, burn)
-    return new_s, new_e, new_h
+    out = [np.empty((*rn, n_ports)) for _ in range(3)]
+    _learn_rows(
+        *(np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h, own_loads, own_seized, own_exp)),
+        *(_per_rep(x, n_rep, n_ports) for x in (news_seized, news_exposure)),
+        *(_param_rows(p, n_rep)[k] for k in ("memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
+        *out,
+    )
+    return tuple(x.reshape(*lead, n_ports) for x in out)
+
+
+@njit(cache=True, nogil=True)
+def _learn_rows(
+    seizures, exposure, h, own_loads, own_seized, own_exp, news_seized, news_exposure,
+    memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
+):  # fmt: skip
+    """Step 6 for each (row, network, port): the equations of :mod:`mechanics` on numbers, in one pass."""
+    n_rep, n_net, n_ports = seizures.shape
+    for r in range(n_rep):
+        for n in range(n_net):
+            for j in range(n_ports):
+                w, o = memory[r], omega[r]
+                new_s[r, n, j] = mx.update_evidence(seizures[r, n, j], w, own_seized[r, n, j], o, news_seized[r, j])
+                new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp[r, n, j], o, news_exposure[r, j])
+                used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
+                new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
 
 
 def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit, vectorize
 from scipy.special import ndtri
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "anticipate_displacement",
     "choice_probabilities",
     "choose_alternative",
+    "choose_one",
     "detection_probability",
     "effective_load",
     "effective_risk",
@@ -33,6 +35,7 @@ __all__ = [
     "poisson_from_uniform",
     "poisson_tail_bound",
     "port_utility",
+    "split_load",
     "transit_detection",
     "update_access",
     "update_evidence",
@@ -64,6 +67,18 @@ def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
     return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
 
 
+@njit(cache=True, nogil=True)
+def choose_one(u, cum):
+    """:func:`choose_alternative` for one uniform and one row of bounds.
+
+    The bounds never decrease, so counting stops at the first bound ``u`` does not reach.
+    """
+    k = 0
+    while k < cum.size - 1 and u >= cum[k]:
+        k += 1
+    return k
+
+
 def geometric_from_uniform(u: np.ndarray, mean: float) -> np.ndarray:
     """Inverse CDF of a geometric number of weeks >= 1 with the given mean (case durations)."""
     if mean <= 1.0:
@@ -87,32 +102,20 @@ def poisson_tail_bound(lam_max: float, tail: float = 1e-12) -> int:
     return max(k, 1)
 
 
-def poisson_from_uniform(u: np.ndarray, lam: np.ndarray, l_max: int) -> np.ndarray:
+@vectorize(cache=True)
+def poisson_from_uniform(u, lam, l_max):
     """Inverse CDF of Poisson(``lam``) at ``u``, truncated at ``l_max`` (tail < 1e-12 by design).
 
     Counts ``k`` while ``u >= CDF(k - 1)``, with the CDF built term by term
-    (``p_k = p_{k-1} lam / k``). Once few entries are still counting, the loop goes
-    on over their index list only: the same arithmetic on the same numbers.
+    (``p_k = p_{k-1} lam / k``); the CDF only grows, so counting stops at the first miss.
     """
-    lam = np.asarray(lam, dtype=float)
-    u, lam = np.broadcast_arrays(np.asarray(u, dtype=float), lam)
-    p = np.exp(-lam)
-    cdf = p.copy()
-    count = np.zeros(u.shape, dtype=np.int64)
-    idx = None  # None: every entry; else the flat indices still counting
+    p = math.exp(-lam)
+    cdf = p
+    count = 0
     for k in range(1, l_max + 1):
-        below = u >= cdf
-        if not below.any():  # the CDF only grows: no later term can count
+        if not u >= cdf:
             break
-        if idx is None:
-            count += below
-            if below.size > 64 and np.count_nonzero(below) * 8 < below.size:  # few left: go on with an index list
-                idx = np.flatnonzero(below)
-                u, lam, p, cdf = u.reshape(-1)[idx], lam.reshape(-1)[idx], p.reshape(-1)[idx], cdf.reshape(-1)[idx]
-                below = np.ones(idx.size, dtype=bool)
-        else:
-            idx, u, lam, p, cdf = idx[below], u[below], lam[below], p[below], cdf[below]
-            count.reshape(-1)[idx] += 1
+        count += 1
         p = p * lam / k
         cdf = cdf + p
     return count
@@ -205,9 +208,8 @@ def transit_detection(transit_check: np.ndarray, i_via: np.ndarray, q_via: np.nd
     return transit_check * np.minimum(1.0, i_via * q_via)
 
 
-def detection_probability(
-    i_q: np.ndarray, kappa: float, h: np.ndarray, t: np.ndarray, gamma_intel: np.ndarray
-) -> np.ndarray:
+@vectorize(cache=True)
+def detection_probability(i_q, kappa, h, t, gamma_intel):
     """``d = 1 - (1 - min(1, i q) (1 - kappa h)) (1 - t) (1 - gamma I)`` (DESIGN.md step 5).
 
     ``i_q`` is ``min(1, i_p q_p)``; ``gamma_intel`` the intelligence term ``gamma I``
@@ -219,26 +221,25 @@ def detection_probability(
 # --- traffickers --------------------------------------------------------------------------------
 
 
-def perceived_risk(a0: np.ndarray, b0: float, seizures: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+# The elementwise equations below are numba ufuncs: called with arrays they broadcast like
+# numpy's arithmetic (the Mesa agents, tests), and the compiled week loops of ``kernel``
+# call the same functions on numbers, so both engines compute with one definition.
+
+
+@vectorize(cache=True)
+def perceived_risk(a0, b0, seizures, exposure):
     """Gamma-Poisson posterior mean of a port's base risk: ``(a0 + S) / (b0 + E)``, at most 1."""
-    return np.minimum((a0 + seizures) / (b0 + exposure), 1.0)
+    return min((a0 + seizures) / (b0 + exposure), 1.0)
 
 
-def effective_risk(rho: np.ndarray, kappa: float, h: np.ndarray) -> np.ndarray:
+@vectorize(cache=True)
+def effective_risk(rho, kappa, h):
     """Risk the network faces with its insiders: ``rho (1 - kappa h)``."""
     return rho * (1.0 - kappa * h)
 
 
-def port_utility(
-    margin: float,
-    lam: np.ndarray,
-    rho_eff: np.ndarray,
-    cost: np.ndarray,
-    setup: float,
-    h: np.ndarray,
-    phi: float,
-    log_at_risk: np.ndarray,
-) -> np.ndarray:
+@vectorize(cache=True)
+def port_utility(margin, lam, rho_eff, cost, setup, h, phi, log_at_risk):
     """``U = margin (1 - lam rho_eff) - a - setup (1 - h) + phi ln(at_risk)`` in k EUR/kg."""
     return margin * (1.0 - lam * rho_eff) - cost - setup * (1.0 - h) + phi * log_at_risk
 
@@ -247,8 +248,8 @@ def choice_probabilities(
     u_ports: np.ndarray,
     u_elsewhere: np.ndarray,
     u_hold: float | np.ndarray,
-    beta: float,
-    nest_lambda: float,
+    beta: float | np.ndarray,
+    nest_lambda: float | np.ndarray,
     nest_order: np.ndarray,
     nest_starts: np.ndarray,
     nest_of: np.ndarray,
@@ -266,206 +267,89 @@ def choice_probabilities(
     ``u_elsewhere`` has the leading shape ``u_ports.shape[:-1]``. ``beta``,
     ``nest_lambda`` and ``u_hold`` are each a float or an array that broadcasts
     against the leading shape (e.g. ``(R, 1)`` against ``(R, N)``: one value per
-    replication). Every row's result is bit-identical to a call on that row alone
-    with that row's values as floats.
-
-    Two evaluations give the same floats, bit for bit: below ``_SLAB_MIN_ROWS``
-    rows (the Mesa engine's single rows) the ports are gathered along the last
-    axis; from there on (the vectorized engine's blocks) each alternative is one
-    contiguous slab of rows, with the same operations in the same order
-    (``_choice_probabilities_slabs``).
+    replication). Each row is computed by the same compiled loop
+    (:func:`_nested_logit_rows`), so a row gives the same bits alone (the Mesa
+    engine's single rows) or in a block (the vectorized engine).
     """
-    lead = u_ports.shape[:-1]
-    if lead and math.prod(lead) >= _SLAB_MIN_ROWS and u_ports.dtype == np.float64:
-        layout = _nest_layout(nest_order, nest_starts, nest_of, u_ports.shape[-1])
-        if layout is not None:
-            return _choice_probabilities_slabs(u_ports, u_elsewhere, u_hold, beta, nest_lambda, layout)
-    coef, lam = beta / nest_lambda, nest_lambda
-    if isinstance(coef, np.ndarray) and coef.ndim:  # one value per row: broadcast over the alternatives
-        coef = coef[..., None]
-    if isinstance(lam, np.ndarray) and lam.ndim:
-        lam = lam[..., None]
-    scaled = coef * u_ports[..., nest_order]
-    peak = np.maximum.reduceat(scaled, nest_starts, axis=-1)
-    e = np.exp(scaled - peak[..., nest_of])
-    total = np.add.reduceat(e, nest_starts, axis=-1)
-    n_nests = len(nest_starts)
-    top = np.empty((*lead, n_nests + 2))
-    top[..., :n_nests] = lam * (peak + np.log(total))
-    top[..., n_nests] = beta * u_elsewhere
-    top[..., n_nests + 1] = beta * u_hold
-    e_top = np.exp(top - top.max(axis=-1, keepdims=True))
-    p_top = e_top / e_top.sum(axis=-1, keepdims=True)
-    out = np.zeros((*lead, u_ports.shape[-1] + 2))
-    out[..., nest_order] = p_top[..., nest_of] * (e / total[..., nest_of])
-    out[..., -2:] = p_top[..., n_nests:]
-    return out
-
-
-# The slab evaluation of ``choice_probabilities``. It reproduces every float of the
-# gather above: the same elementwise operations on the same operands, and sums in
-# numpy's order (``_pairwise_sum_rows``): ``np.add.reduceat`` copies a nest's first
-# member and adds numpy's pairwise sum of the others to it, ``.sum(axis=-1)`` is the
-# pairwise sum of all (sequential from the left below 8 terms, 8 accumulators from 8
-# on; numpy/_core/src/umath/loops_utils.h.src). Maxima do not depend on the order
-# (a max of -0 or +0 changes no result). A one-port nest needs no exp or log:
-# its shifted utility ``d = s - s`` is +0 (nan if ``s`` is not finite) and
-# ``exp(+0) = 1``, ``log(1) = +0`` exactly (IEEE 754, C Annex F), so ``exp(d) = d + 1``
-# and ``log(exp(d)) = d``; ``_EXACT_AT_ZERO`` checks that this numpy agrees.
-_SLAB_MIN_ROWS = 512  # fewer rows: gather along the last axis (cheaper per call)
-_SLAB_BLOCK = 8192  # rows per block: the block's slabs stay in cache
-_EXACT_AT_ZERO = bool(np.all(np.exp(np.zeros(17)) == 1.0) and np.all(np.log(np.ones(17)) == 0.0))
-
-
-def _runs(flags: list[bool]) -> list[tuple[int, int]]:
-    """Maximal runs ``[a, b)`` of consecutive true flags."""
-    runs: list[tuple[int, int]] = []
-    for i, flag in enumerate(flags):
-        if flag and runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        elif flag:
-            runs.append((i, i + 1))
-    return runs
-
-
-def _nest_layout(nest_order: np.ndarray, nest_starts: np.ndarray, nest_of: np.ndarray, n_ports: int) -> tuple | None:
-    """The nests as ranges of rows for the slab evaluation; None unless laid out as ``build_params`` does.
-
-    That is: unique ports in ``[0, n_ports)``, nests that start at 0 and are not
-    empty, ``nest_of`` consistent with ``nest_starts``.
-    """
-    order, starts, of = np.asarray(nest_order), np.asarray(nest_starts), np.asarray(nest_of)
-    if order.ndim != 1 or starts.ndim != 1 or of.shape != order.shape or starts.size == 0:
-        return None
-    if not all(np.issubdtype(a.dtype, np.integer) for a in (order, starts, of)):
-        return None
-    ports = order.tolist()
-    bounds = [*starts.tolist(), len(ports)]
-    sizes = np.diff(bounds)
-    if bounds[0] != 0 or np.any(sizes <= 0) or not np.array_equal(of, np.repeat(np.arange(starts.size), sizes)):
-        return None
-    if len(set(ports)) != len(ports) or min(ports) < 0 or max(ports) >= n_ports:
-        return None
-    single = [_EXACT_AT_ZERO and n == 1 for n in sizes.tolist()]
-    multi = [(g, bounds[g], bounds[g + 1]) for g, one in enumerate(single) if not one]
-    single_runs = [(g0, g1, bounds[g0], bounds[g1]) for g0, g1 in _runs(single)]
-    multi_runs = [(g0, g1, bounds[g0], bounds[g1]) for g0, g1 in _runs([not one for one in single])]
-    disabled = sorted(set(range(n_ports)) - set(ports))
-    return ports, multi, single_runs, multi_runs, disabled, starts.size
-
-
-def _per_row(x: float | np.ndarray, lead: tuple[int, ...]) -> float | np.ndarray:
-    """A scalar as it is; an array broadcast to the leading shape, one value per row."""
-    if isinstance(x, np.ndarray) and x.ndim:
-        return np.broadcast_to(x, lead).reshape(-1)
-    return x
-
-
-def _choice_probabilities_slabs(
-    u_ports: np.ndarray,
-    u_elsewhere: np.ndarray,
-    u_hold: float | np.ndarray,
-    beta: float | np.ndarray,
-    nest_lambda: float | np.ndarray,
-    layout: tuple,
-) -> np.ndarray:
-    """``choice_probabilities`` by blocks of ``_SLAB_BLOCK`` rows, each alternative a slab of the block."""
     lead, n_ports = u_ports.shape[:-1], u_ports.shape[-1]
     n_rows = math.prod(lead)
-    u = u_ports.reshape(n_rows, n_ports)
-    per_row = [_per_row(x, lead) for x in (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)]
+    rows = [_row_values(x, lead, n_rows) for x in (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)]
     out = np.empty((*lead, n_ports + 2))
-    flat = out.reshape(n_rows, n_ports + 2)
-    block = min(_SLAB_BLOCK, n_rows)
-    work = np.empty((n_ports + 2 + len(layout[0]) + 3 * layout[-1] + 2, block))
-    for start in range(0, n_rows, block):
-        rows = slice(start, min(start + block, n_rows))
-        args = [x[rows] if isinstance(x, np.ndarray) and x.ndim else x for x in per_row]
-        _nested_logit_block(u[rows], *args, layout, work[:, : rows.stop - start], flat[rows])
+    _nested_logit_rows(
+        np.ascontiguousarray(u_ports, dtype=np.float64).reshape(n_rows, n_ports),
+        *rows,
+        np.asarray(nest_order, dtype=np.int64),
+        np.asarray(nest_of, dtype=np.int64),
+        len(nest_starts),
+        out.reshape(n_rows, n_ports + 2),
+    )
     return out
 
 
-def _nested_logit_block(
-    u: np.ndarray,
-    coef: float | np.ndarray,
-    lam: float | np.ndarray,
-    v_else: float | np.ndarray,
-    v_hold: float | np.ndarray,
-    layout: tuple,
-    work: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2); ``work`` holds the slabs, alternatives first."""
-    ports, multi, single_runs, multi_runs, disabled, n_nests = layout
-    n_ports, k = u.shape[1], len(ports)
-    alt = work[: n_ports + 2]  # utilities by port, at the end the probabilities by alternative
-    s = work[n_ports + 2 : n_ports + 2 + k]  # by nest_order: scaled utilities, exp, conditional, probabilities
-    peak, total, top = np.split(work[n_ports + 2 + k :], [n_nests, 2 * n_nests])
-    np.copyto(alt[:n_ports], u.T)
-    for i, j in enumerate(ports):
-        np.multiply(coef, alt[j], out=s[i])
-    for g, a, b in multi:
-        np.maximum.reduce(s[a:b], axis=0, out=peak[g])
-        np.subtract(s[a:b], peak[g], out=s[a:b])
-    for g0, g1, a, b in single_runs:
-        d = total[g0:g1]  # scratch: the total of a one-port nest is its row of s
-        np.subtract(s[a:b], s[a:b], out=d)
-        np.add(s[a:b], d, out=top[g0:g1])  # peak + log(total)
-        np.add(d, 1.0, out=s[a:b])  # exp(scaled - peak)
-    for _, _, a, b in multi_runs:
-        np.exp(s[a:b], out=s[a:b])
-    for g, a, b in multi:
-        if b - a == 1:
-            np.copyto(total[g], s[a])
-        else:
-            np.add(s[a], _pairwise_sum_rows(s[a + 1 : b], total[g]), out=total[g])
-    for g0, g1, _, _ in multi_runs:
-        np.log(total[g0:g1], out=top[g0:g1])
-        np.add(peak[g0:g1], top[g0:g1], out=top[g0:g1])
-    np.multiply(lam, top[:n_nests], out=top[:n_nests])
+def _row_values(x: float | np.ndarray, lead: tuple[int, ...], n_rows: int) -> np.ndarray:
+    """A float or an array that broadcasts against ``lead``, as one C-ordered float per row."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), lead)).reshape(n_rows)
+
+
+@njit(cache=True, nogil=True)
+def _nested_logit_rows(u, coef, lam, v_else, v_hold, order, nest_of, n_nests, out):
+    """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2), one :func:`nested_logit_row` each."""
+    work = nested_logit_work(order, nest_of, n_nests, u.shape[1])
+    for r in range(u.shape[0]):
+        nested_logit_row(u[r], coef[r], lam[r], v_else[r], v_hold[r], order, nest_of, work, out[r])
+
+
+@njit(cache=True, nogil=True)
+def nested_logit_work(order, nest_of, n_nests, n_ports):
+    """Scratch arrays for :func:`nested_logit_row`, after checking the nests index within range."""
+    for i in range(order.size):
+        if order[i] < 0 or order[i] >= n_ports or nest_of[i] < 0 or nest_of[i] >= n_nests:
+            raise ValueError("nest_order lists a port, or nest_of a nest, out of range")
+    size = np.zeros(n_nests, dtype=np.int64)
+    for i in range(order.size):
+        size[nest_of[i]] += 1
+    return np.empty(order.size), np.empty(n_nests), np.empty(n_nests), np.empty(n_nests + 2), size
+
+
+@njit(cache=True, nogil=True, inline="always")
+def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
+    """One row of :func:`choice_probabilities`: utilities ``u`` (P,) to ``out`` (P + 2,).
+
+    Per nest: ``peak = max(coef U)``, ``e_j = exp(coef U_j - peak)``,
+    ``IV = lam (peak + ln sum e)``; then the top level is a logit over the nests'
+    ``IV``, elsewhere and hold, shifted by its maximum. Sums run left to right
+    along ``order``, the same for every row.
+    """
+    e, peak, total, top, size = work
+    n_nests, n_ports = peak.size, u.size
+    peak[:] = -np.inf
+    total[:] = 0.0
+    for i in range(order.size):
+        peak[nest_of[i]] = max(peak[nest_of[i]], coef * u[order[i]])
+    # exp(0) = 1 and ln 1 = 0 exactly: a nest's (or the top level's) largest term and a
+    # one-port nest's total skip the call
+    for i in range(order.size):
+        g = nest_of[i]
+        x = coef * u[order[i]] - peak[g]
+        e[i] = 1.0 if x == 0.0 else math.exp(x)
+        total[g] += e[i]
+    for g in range(n_nests):
+        top[g] = lam * (peak[g] + (0.0 if size[g] == 1 else math.log(total[g])))
     top[n_nests] = v_else
     top[n_nests + 1] = v_hold
-    np.subtract(top, top.max(axis=0), out=top)
-    np.exp(top, out=top)
-    np.divide(top, _pairwise_sum_rows(top, peak[0]), out=top)
-    for g, a, b in multi:
-        np.divide(s[a:b], total[g], out=s[a:b])
-        np.multiply(top[g], s[a:b], out=s[a:b])
-    for g0, g1, a, b in single_runs:
-        np.divide(s[a:b], s[a:b], out=s[a:b])
-        np.multiply(top[g0:g1], s[a:b], out=s[a:b])
-    alt[ports] = s
-    if disabled:
-        alt[disabled] = 0.0
-    alt[n_ports:] = top[n_nests:]
-    np.copyto(out, alt.T)
-
-
-def _pairwise_sum_rows(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Sum of the rows of ``x`` (m >= 1 of them) into ``out``, added in the order of numpy's pairwise sum."""
-    m = x.shape[0]
-    if m < 8:
-        if m == 1:
-            np.copyto(out, x[0])
-        else:
-            np.add(x[0], x[1], out=out)
-        for i in range(2, m):
-            np.add(out, x[i], out=out)
-        return out
-    if m > 128:
-        half = m // 2 - (m // 2) % 8
-        right = _pairwise_sum_rows(x[half:], np.empty_like(out))
-        return np.add(_pairwise_sum_rows(x[:half], out), right, out=out)
-    stop = m - m % 8
-    acc = x[:8] if stop == 8 else x[:8].copy()
-    for i in range(8, stop, 8):
-        np.add(acc, x[i : i + 8], out=acc)
-    pairs = np.add(acc[0::2], acc[1::2])
-    np.add(pairs[0::2], pairs[1::2], out=pairs[:2])
-    np.add(pairs[0], pairs[1], out=out)
-    for i in range(stop, m):
-        np.add(out, x[i], out=out)
-    return out
+    shift = top[0]
+    for g in range(1, n_nests + 2):
+        shift = max(shift, top[g])
+    t = 0.0
+    for g in range(n_nests + 2):
+        x = top[g] - shift
+        top[g] = 1.0 if x == 0.0 else math.exp(x)
+        t += top[g]
+    out[:n_ports] = 0.0
+    for i in range(order.size):
+        out[order[i]] = (top[nest_of[i]] / t) * (e[i] / total[nest_of[i]])
+    out[n_ports] = top[n_nests] / t
+    out[n_ports + 1] = top[n_nests + 1] / t
 
 
 def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, risk: np.ndarray) -> np.ndarray:
@@ -473,32 +357,32 @@ def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, 
 
     ``probs`` and ``risk`` run over the alternatives that carry risk (ports and elsewhere).
     """
-    exposure = np.sum(probs * risk, axis=-1)
-    return m * np.maximum(1.0 - zeta * exposure, floor)
+    return split_load(m, zeta, floor, np.sum(probs * risk, axis=-1))
 
 
-def expected_loads(supply: float, rate: np.ndarray, m: np.ndarray, m_eff: np.ndarray, p_hold: np.ndarray) -> np.ndarray:
+@vectorize(cache=True)
+def split_load(m, zeta, floor, exposure):
+    """``m max(1 - zeta x, floor)`` for a risk exposure ``x = sum_p pi_p rho_eff_p`` (:func:`effective_load`)."""
+    return m * max(1.0 - zeta * exposure, floor)
+
+
+@vectorize(cache=True)
+def expected_loads(supply, rate, m, m_eff, p_hold):
     """Poisson mean of a week's loads: ``supply K / m_eff (1 - pi_hold)`` with ``K = m rate``."""
     return supply * rate * (m / m_eff) * (1.0 - p_hold)
 
 
-def update_evidence(evidence: np.ndarray, memory: float, own: np.ndarray, omega: float, news: np.ndarray) -> np.ndarray:
+@vectorize(cache=True)
+def update_evidence(evidence, memory, own, omega, news):
     """``S <- w S + own + omega news`` (the same form updates the exposure ``E``)."""
     return memory * evidence + own + omega * news
 
 
-def update_access(
-    h: np.ndarray,
-    used: np.ndarray,
-    seized: np.ndarray,
-    growth: float,
-    c: np.ndarray,
-    decay: float,
-    burn: float,
-) -> np.ndarray:
+@vectorize(cache=True)
+def update_access(h, used, seized, growth, c, decay, burn):
     """Insiders: grow with use at ``g c (1 - h)``, decay by ``delta`` unused, burned by a seizure.
 
     ``used`` and ``seized`` are booleans per port (a load went there / one was seized there).
     """
-    grown = np.where(used, h + growth * c * (1.0 - h), h * (1.0 - decay))
-    return np.where(seized, grown * (1.0 - burn), grown)
+    grown = h + growth * c * (1.0 - h) if used else h * (1.0 - decay)
+    return grown * (1.0 - burn) if seized else grown

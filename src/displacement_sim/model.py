@@ -192,11 +192,12 @@ class DisplacementModel(mesa.Model):
         supply = float(plan.supply[self.week])
         block = self._ship_rng.random((plan.n_slots, shipment_block_width(plan.l_max)))
         i_q, t = p.detection_parts(self._port_rates())
-        intel_term = co.intel_detection_term(self.plan.coop[self.phase], self.coop.intel)
+        cp = self.plan.coop[self.phase]
+        intel = co.intel_by_agency(cp, self.coop.intel)  # (agencies + 1, networks)
         for net in self.networks:
             net.choose(p, plan.a0, supply)
             kx.check_load_bound(net.decision.mean_loads, plan.lam_max)
-            net.ship(p, block[net.slot], plan.l_max, i_q, t, intel_term[net.slot])
+            net.ship(p, block[net.slot], plan.l_max, i_q, t, intel[:, net.slot], cp.port_agency)
         own_loads = np.stack([net.loads[:-1] for net in self.networks])
         own_seized = np.stack([net.seized[:-1] for net in self.networks])
         access = np.stack([net.access for net in self.networks])

@@ -26,9 +26,8 @@ import numpy as np
 
 from . import cooperation as co
 from . import kernel as kx
-from . import mechanics as mx
 from .params import HISTORY_WEEKS, Params, RunPlan
-from .rows import of_rows, take_rows
+from .rows import take_rows
 from .streams import Stream, generator, init_block_width, shipment_block_width
 
 __all__ = ["VectorState", "row_keys", "simulate"]
@@ -104,48 +103,6 @@ def _allocate(p: Params, st: VectorState, week: int, phase_start: bool) -> None:
             changed = True
     if changed:
         st.rates = kx.rates_from_extra(p, st.extras, lead)
-
-
-def _ship(
-    p: Params,
-    dec: kx.Decision,
-    u: np.ndarray,
-    l_max: int,
-    i_q: np.ndarray,
-    t: np.ndarray,
-    h: np.ndarray,
-    g: np.ndarray,
-    port_agency: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Step 5: loads per (row, network, alternative) and how many were seized.
-
-    ``u`` is the week's block ``(R, N, 1 + 2 L)``: the load count, then a port
-    uniform and a detection uniform for each possible load. Detection is computed
-    for each load at its alternative only (``mechanics.detection_probability`` on the
-    load's port, network and agency values: elementwise, so the same numbers as the
-    Mesa agents' per-alternative arrays); ``g`` is ``cooperation.intel_by_agency``,
-    ``port_agency`` the agency row of each port (-1: none).
-    """
-    r_n, n_n = h.shape[:2]
-    n_ports = h.shape[-1]
-    n_alt = n_ports + 1
-    n_loads = mx.poisson_from_uniform(u[..., 0], dec.mean_loads, l_max)
-    # one entry per load, in (row, network, load) order
-    counts = n_loads.reshape(-1)
-    owner = np.repeat(np.arange(counts.size), counts)
-    ll = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    rr, nn = np.divmod(owner, n_n)
-    alt = mx.choose_alternative(u[rr, nn, 1 + ll], dec.cum_ship[rr, nn])
-    port = np.minimum(alt, n_ports - 1)  # elsewhere (alt = P) is replaced below
-    intel = g[rr, port_agency[port], nn]
-    per_port = mx.detection_probability(i_q[rr, port], of_rows(p.kappa, rr), h[rr, nn, port], t[rr, port], intel)
-    det = np.where(alt == n_ports, of_rows(p.elsewhere_detection, rr), per_port)
-    seized = u[rr, nn, 1 + l_max + ll] < det
-    flat = (rr * n_n + nn) * n_alt + alt
-    size = r_n * n_n * n_alt
-    loads = np.bincount(flat, minlength=size).reshape(r_n, n_n, n_alt).astype(float)
-    caught = np.bincount(flat, weights=seized, minlength=size).reshape(r_n, n_n, n_alt)
-    return loads, caught
 
 
 class _Shipped:
@@ -257,7 +214,8 @@ class _Group:
         # 5. shipments and detection
         i_q, t = p.detection_parts(st.rates)
         g = co.intel_by_agency(cp, st.coop.intel)
-        loads, caught = _ship(p, dec, self.shipments.week(week), plan.l_max, i_q, t, st.access, g, cp.port_agency)
+        g_net = np.swapaxes(g, -1, -2)  # (rows, networks, agencies + 1)
+        loads, caught = kx.ship(p, dec, self.shipments.week(week), plan.l_max, i_q, t, st.access, g_net, cp.port_agency)
         # 6. learning
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
         n_active = np.maximum(st.alive.sum(axis=1), 1)
@@ -271,8 +229,8 @@ class _Group:
             st.access,
             own_loads,
             own_seized,
-            news_seized[:, None],
-            news_exposure[:, None],
+            news_seized,
+            news_exposure,
             own_exp=own_exp,
         )
         # 7. intelligence; 8. investigations

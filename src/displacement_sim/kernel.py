@@ -408,25 +408,23 @@ def learn(
     own_seized: np.ndarray,
     news_seized: np.ndarray,
     news_exposure: np.ndarray,
-    own_exp: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 6: evidence and exposure with decay and milieu news; insider access.
 
-    ``own_loads`` and ``own_seized`` are this week's counts per port; the news is
-    each port's seizures and exposure this week per active network, ``(P,)`` or one
-    row per batch row ``(R, P)``; ``own_exp`` is :func:`own_exposure` if the caller
-    has it already.
+    ``own_loads`` and ``own_seized`` are this week's counts per port (own loads add
+    exposure ``mechanics.own_exposure``); the news (:func:`milieu_news`) is each
+    port's seizures and exposure this week per active network, ``(P,)`` or one row
+    per batch row ``(R, P)``.
     """
     n_ports, lead = seizures.shape[-1], seizures.shape[:-1]
     rn = _rows_networks(lead)
     n_rep = rn[0]
-    if own_exp is None:
-        own_exp = own_exposure(p, own_loads, h)
     out = [np.empty((*rn, n_ports)) for _ in range(3)]
+    pr = _param_rows(p, n_rep)
     _learn_rows(
-        *(np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h, own_loads, own_seized, own_exp)),
+        *(np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h, own_loads, own_seized)),
         *(_per_rep(x, n_rep, n_ports) for x in (news_seized, news_exposure)),
-        *(_param_rows(p, n_rep)[k] for k in ("memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
+        *(pr[k] for k in ("kappa", "memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
         *out,
     )
     return tuple(x.reshape(*lead, n_ports) for x in out)
@@ -434,8 +432,8 @@ def learn(
 
 @njit(cache=True, nogil=True)
 def _learn_rows(
-    seizures, exposure, h, own_loads, own_seized, own_exp, news_seized, news_exposure,
-    memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
+    seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
+    kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
 ):  # fmt: skip
     """Step 6 for each (row, network, port): the equations of :mod:`mechanics` on numbers, in one pass."""
     n_rep, n_net, n_ports = seizures.shape
@@ -444,73 +442,104 @@ def _learn_rows(
             for j in range(n_ports):
                 w, o = memory[r], omega[r]
                 new_s[r, n, j] = mx.update_evidence(seizures[r, n, j], w, own_seized[r, n, j], o, news_seized[r, j])
-                new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp[r, n, j], o, news_exposure[r, j])
+                own_exp = mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+                new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp, o, news_exposure[r, j])
                 used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
                 new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
 
 
 def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Exposure a network's own loads add: each load weighted ``1 - kappa h``."""
-    return own_loads * (1.0 - at(p.kappa, rank(h)) * h)
+    """Exposure a network's own loads add (:func:`mechanics.own_exposure`), for any leading shape."""
+    return mx.own_exposure(own_loads, at(p.kappa, rank(h)), h)
 
 
 def milieu_news(
-    own_seized: np.ndarray, own_exp: np.ndarray, n_active: np.ndarray | float
+    p: Params, own_loads: np.ndarray, own_seized: np.ndarray, h: np.ndarray, n_active: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The week's seizures and exposure per port, summed over networks in slot order, per active network.
 
-    ``own_exp`` is :func:`own_exposure`. Arrays ``(..., N, P)``; ``n_active`` has the leading shape (or is a number).
+    A network's exposure is :func:`mechanics.own_exposure` of its own loads. Arrays
+    ``(..., N, P)``; ``n_active`` has the leading shape ``...`` (or is a number).
+    Returns two ``(..., P)`` arrays.
     """
-    both = np.concatenate([own_seized, own_exp], axis=-1)
-    total = sum_over_networks(both, axis=both.ndim - 2) / np.asarray(n_active, dtype=float)[..., None]
-    n_ports = own_seized.shape[-1]
-    return total[..., :n_ports], total[..., n_ports:]
+    rows, (n_net, n_ports) = h.shape[:-2], h.shape[-2:]
+    n_rep = math.prod(rows)
+    shape = (n_rep, n_net, n_ports)
+    news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
+    _news_rows(
+        *(np.reshape(x, shape) for x in (own_loads, own_seized, h)),
+        _param_rows(p, n_rep)["kappa"],
+        _per_rep(np.asarray(n_active, dtype=np.float64).reshape(-1), n_rep),
+        news_s,
+        news_e,
+    )
+    return news_s.reshape(*rows, n_ports), news_e.reshape(*rows, n_ports)
+
+
+@njit(cache=True, nogil=True)
+def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
+    """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
+    n_rep, n_net, n_ports = h.shape
+    news_s[:] = 0.0
+    news_e[:] = 0.0
+    for r in range(n_rep):
+        for n in range(n_net):
+            for j in range(n_ports):
+                news_s[r, j] += own_seized[r, n, j]
+                news_e[r, j] += mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+        for j in range(n_ports):
+            news_s[r, j] /= n_active[r]
+            news_e[r, j] /= n_active[r]
 
 
 # --- record ----------------------------------------------------------------------------------------
 
 
-def seized_kg_by_agency(cp, seized_kg: np.ndarray) -> np.ndarray:
-    """Seized kg per agency ``(..., A)`` from kg per port ``(..., P)``: each agency's ports added in port order."""
-    out = np.zeros((*seized_kg.shape[:-1], cp.n_agencies))
-    for a in range(cp.n_agencies):
-        ports = np.flatnonzero(cp.port_agency == a)
-        if len(ports):
-            acc = seized_kg[..., ports[0]].copy()
-            for q in ports[1:]:
-                acc += seized_kg[..., q]
-            out[..., a] = acc
-    return out
-
-
-def foreign_home(home_agency: np.ndarray, n_agencies: int) -> np.ndarray:
-    """``(..., N, A)``: the network's home is another agency's country (cross-border for agency ``a``)."""
-    home = home_agency[..., None]
-    return (home >= 0) & (home != np.arange(n_agencies))
-
-
 def shipment_totals(cp, loads: np.ndarray, caught: np.ndarray, m_eff: np.ndarray, home_agency: np.ndarray):
     """The week's loads, kg and seizures per alternative, and cross-border seized kg per agency.
 
-    Each is summed over networks in slot order. ``loads`` and ``caught`` are ``(L, N, P + 1)``
-    counts, ``m_eff`` the kg per load ``(L, N)``.
-    Returns ``(loads, shipped_kg, seized_loads, seized_kg, cross_border_seized_kg)``. The
-    vectorized engine computes the same sums from its list of loads (``vectorized._shipment_totals``).
+    Each is summed over networks in slot order. ``loads`` and ``caught`` are ``(..., N, P + 1)``
+    counts, ``m_eff`` the kg per load and ``home_agency`` each network's home agency (-1:
+    none), ``(..., N)``. Returns ``(loads, shipped_kg, seized_loads, seized_kg,
+    cross_border_seized_kg)``, the first four ``(..., P + 1)``, the last ``(..., A)``;
+    cross-border seized kg are a network's seized kg at an agency's ports (added in port
+    order) when its home is another agency's country.
     """
-    kg = m_eff[..., None]
-    n_alt, n_agencies = loads.shape[-1], cp.n_agencies
-    # every per-network quantity in one array, summed over networks in one pass (in slot order)
-    widths = (n_alt, n_alt, n_alt, n_alt, n_agencies)
-    cols = np.empty((*loads.shape[:-1], sum(widths)))
-    part = np.split(cols, np.cumsum(widths)[:-1], axis=-1)  # views into ``cols``
-    part[0][...] = loads
-    np.multiply(loads, kg, out=part[1])
-    part[2][...] = caught
-    np.multiply(caught, kg, out=part[3])
-    by_agency = seized_kg_by_agency(cp, part[3][..., :-1])
-    np.copyto(part[4], np.where(foreign_home(home_agency, n_agencies), by_agency, 0.0))
-    sums = sum_over_networks(cols, axis=loads.ndim - 2)
-    return tuple(np.split(sums, np.cumsum(widths)[:-1], axis=-1))
+    rows, (n_net, n_alt) = loads.shape[:-2], loads.shape[-2:]
+    n_rep = math.prod(rows)
+    out = [np.empty((n_rep, n_alt)) for _ in range(4)] + [np.empty((n_rep, cp.n_agencies))]
+    _totals_rows(
+        np.reshape(loads, (n_rep, n_net, n_alt)),
+        np.reshape(caught, (n_rep, n_net, n_alt)),
+        np.reshape(m_eff, (n_rep, n_net)),
+        np.reshape(np.asarray(home_agency, dtype=np.int64), (n_rep, n_net)),
+        np.asarray(cp.port_agency, dtype=np.int64),
+        *out,
+    )
+    return tuple(x.reshape(*rows, x.shape[-1]) for x in out)
+
+
+@njit(cache=True, nogil=True)
+def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
+    """Sums over networks in slot order (a running sum, as :func:`sum_over_networks`)."""
+    n_rep, n_net, n_alt = loads.shape
+    for x in (n_loads, shipped, seized, seized_kg, cross):
+        x[:] = 0.0
+    for r in range(n_rep):
+        for n in range(n_net):
+            kg = m_eff[r, n]
+            for j in range(n_alt):
+                n_loads[r, j] += loads[r, n, j]
+                shipped[r, j] += loads[r, n, j] * kg
+                seized[r, j] += caught[r, n, j]
+                seized_kg[r, j] += caught[r, n, j] * kg
+            for a in range(cross.shape[1]):
+                if home[r, n] >= 0 and home[r, n] != a:
+                    acc = 0.0
+                    for q in range(n_alt - 1):  # the agency's ports, in port order
+                        if port_agency[q] == a:
+                            acc += caught[r, n, q] * kg
+                    cross[r, a] += acc
 
 
 def week_record(
@@ -527,17 +556,14 @@ def week_record(
     alive: np.ndarray,
     rates: np.ndarray,
     events: dict[str, np.ndarray],
-    totals: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Step 10: the week's numbers, summed over networks in slot order (network axis -2 / -1).
 
     ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``:
     ``m``, ``rate`` and ``traded`` describe the networks that traded this week (before
-    dismantling and renewal), ``alive`` those active at the end of the week. ``totals``
-    is :func:`shipment_totals` if the caller has computed it already.
+    dismantling and renewal), ``alive`` those active at the end of the week.
     """
-    if totals is None:
-        totals = shipment_totals(cp, loads, caught, m_eff, coop.home_agency)
+    totals = shipment_totals(cp, loads, caught, m_eff, coop.home_agency)
     n_loads, shipped, seized_loads, seized_kg, cross_border = totals
     both = np.stack([capacity_kg(supply, m, rate, traded), coop.capacity0], axis=-1)
     capacity, capacity0 = np.moveaxis(sum_over_networks(both, axis=both.ndim - 2), -1, 0)

@@ -31,6 +31,7 @@ __all__ = [
     "geometric_from_uniform",
     "inspection_rates",
     "lognormal_from_uniform",
+    "own_exposure",
     "perceived_risk",
     "poisson_from_uniform",
     "poisson_tail_bound",
@@ -358,6 +359,12 @@ def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, 
     ``probs`` and ``risk`` run over the alternatives that carry risk (ports and elsewhere).
     """
     return split_load(m, zeta, floor, np.sum(probs * risk, axis=-1))
+
+
+@vectorize(cache=True)
+def own_exposure(loads, kappa, h):
+    """Exposure a network's own loads add at a port: each load weighted ``1 - kappa h``."""
+    return loads * (1.0 - kappa * h)
 
 
 @vectorize(cache=True)

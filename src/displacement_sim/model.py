@@ -202,7 +202,7 @@ class DisplacementModel(mesa.Model):
         own_seized = np.stack([net.seized[:-1] for net in self.networks])
         access = np.stack([net.access for net in self.networks])
         n_active = float(max(sum(net.alive for net in self.networks), 1))
-        news_seized, news_exposure = kx.milieu_news(own_seized, kx.own_exposure(p, own_loads, access), n_active)
+        news_seized, news_exposure = kx.milieu_news(p, own_loads, own_seized, access, n_active)
         for net in self.networks:
             net.learn(p, news_seized, news_exposure)
 

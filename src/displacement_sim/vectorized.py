@@ -105,63 +105,6 @@ def _allocate(p: Params, st: VectorState, week: int, phase_start: bool) -> None:
         st.rates = kx.rates_from_extra(p, st.extras, lead)
 
 
-class _Shipped:
-    """The week's cells with loads, ``(row, network, alternative)`` in that order (a short list).
-
-    Sums over networks are taken over these cells with ``bincount``, which adds in the
-    order given, so in slot order; the cells left out hold zeros, and adding zeros
-    changes no sum, so each total is bit for bit the dense sum in slot order that the
-    Mesa engine takes (``kernel.sum_over_networks``).
-    """
-
-    def __init__(self, loads: np.ndarray, caught: np.ndarray):
-        self.shape = loads.shape
-        n_n, n_alt = loads.shape[1:]
-        self.cells = np.flatnonzero(loads)
-        self.net, self.alt = np.divmod(self.cells, n_alt)  # flat (row, network) index; alternative
-        self.row = self.net // n_n
-        self.loads = loads.reshape(-1)[self.cells]
-        self.caught = caught.reshape(-1)[self.cells]
-
-    def total(self, key: np.ndarray, weights: np.ndarray, width: int, keep: np.ndarray | None = None) -> np.ndarray:
-        """Per (row, ``key``) sums of ``weights`` over the cells (``keep``: only those)."""
-        rows = self.row if keep is None else self.row[keep]
-        out = np.bincount(rows * width + key, weights=weights, minlength=self.shape[0] * width)
-        return out.reshape(self.shape[0], width)
-
-
-def _shipment_totals(cp, shipped: _Shipped, m_eff: np.ndarray, home_agency: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``kernel.shipment_totals`` from the cells with loads (same numbers, see :class:`_Shipped`)."""
-    r_n, n_n, n_alt = shipped.shape
-    kg = m_eff.reshape(-1)[shipped.net]
-    seized_kg = shipped.caught * kg
-    totals = [shipped.total(shipped.alt, w, n_alt) for w in (shipped.loads, shipped.loads * kg, shipped.caught)]
-    totals.append(shipped.total(shipped.alt, seized_kg, n_alt))
-    # cross-border: seized kg per (row, network, agency), the agency's ports in port order, then over networks
-    n_agencies = cp.n_agencies
-    agency = np.append(cp.port_agency, -1)[shipped.alt]  # elsewhere: no agency
-    mine = agency >= 0
-    per_net = np.bincount(
-        shipped.net[mine] * n_agencies + agency[mine], weights=seized_kg[mine], minlength=r_n * n_n * n_agencies
-    ).reshape(r_n, n_n, n_agencies)
-    cross = np.where(kx.foreign_home(home_agency, n_agencies), per_net, 0.0).reshape(-1)
-    nz = np.flatnonzero(cross)
-    row, agency_nz = nz // (n_n * n_agencies), nz % n_agencies
-    totals.append(np.bincount(row * n_agencies + agency_nz, cross[nz], r_n * n_agencies).reshape(r_n, n_agencies))
-    return tuple(totals)
-
-
-def _milieu_news(shipped: _Shipped, own_exp: np.ndarray, n_active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``kernel.milieu_news`` from the cells with loads (same numbers, see :class:`_Shipped`)."""
-    n_ports = own_exp.shape[-1]
-    port = shipped.alt < n_ports
-    exp = own_exp.reshape(-1)[shipped.net[port] * n_ports + shipped.alt[port]]
-    news_s = shipped.total(shipped.alt[port], shipped.caught[port], n_ports, port)
-    news_e = shipped.total(shipped.alt[port], exp, n_ports, port)
-    div = np.asarray(n_active, dtype=float)[:, None]
-    return news_s / div, news_e / div
-
-
 class _Blocks:
     """Each row's weekly uniform blocks of one stream, drawn several weeks at a time.
 
@@ -219,9 +162,7 @@ class _Group:
         # 6. learning
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
         n_active = np.maximum(st.alive.sum(axis=1), 1)
-        own_exp = kx.own_exposure(p, own_loads, st.access)
-        shipped = _Shipped(loads, caught)
-        news_seized, news_exposure = _milieu_news(shipped, own_exp, n_active)
+        news_seized, news_exposure = kx.milieu_news(p, own_loads, own_seized, st.access, n_active)
         st.seizures, st.exposure, st.access = kx.learn(
             p,
             st.seizures,
@@ -231,7 +172,6 @@ class _Group:
             own_seized,
             news_seized,
             news_exposure,
-            own_exp=own_exp,
         )
         # 7. intelligence; 8. investigations
         active = st.alive.copy()  # the networks that traded this week
@@ -246,9 +186,8 @@ class _Group:
         events["successors"] = successor.sum(axis=1).astype(float)
         events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
-        totals = _shipment_totals(cp, shipped, dec.m_eff, st.coop.home_agency)  # homes as the record sees them
         traded = (m_week, rate_week, active)
-        ends = (st.alive, st.rates, events, totals)
+        ends = (st.alive, st.rates, events)
         rec = kx.week_record(p, cp, st.coop, supply, loads, caught, dec.m_eff, *traded, *ends)
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         return rec

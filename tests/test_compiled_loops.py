@@ -104,8 +104,8 @@ def test_ship_counts_alternatives_and_detection(plan) -> None:
             hit = u[r, n, 1 + l_max : 1 + l_max + k] < det[alt]
             np.testing.assert_array_equal(loads[r, n], np.bincount(alt, minlength=p.n_ports + 1))
             np.testing.assert_array_equal(caught[r, n], np.bincount(alt, weights=hit, minlength=p.n_ports + 1))
-            one = kx.ship(p, kx.Decision(*(np.asarray(x)[r, n] for x in (dec.probs, dec.m_eff, dec.mean_loads, dec.cum_ship))),
-                          u[r, n], l_max, i_q[r], t[r], s["h"][r, n], g[r, n], cp.port_agency)  # fmt: skip
+            mine = kx.Decision(*(np.asarray(x)[r, n] for x in (dec.probs, dec.m_eff, dec.mean_loads, dec.cum_ship)))
+            one = kx.ship(p, mine, u[r, n], l_max, i_q[r], t[r], s["h"][r, n], g[r, n], cp.port_agency)
             np.testing.assert_array_equal(one[0], loads[r, n])
             np.testing.assert_array_equal(one[1], caught[r, n])
 

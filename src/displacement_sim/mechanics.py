@@ -6,6 +6,13 @@ agents pass one network's row, shape ``(P,)``; the vectorized engine passes
 random variable is computed from uniforms by inverse CDF, so a changed
 probability never shifts later draws (DESIGN.md section 5).
 
+The elementwise equations of the traffickers' week are numba ufuncs
+(``@vectorize``): called with arrays they broadcast like numpy arithmetic, and the
+compiled loops of :mod:`kernel` call the very same functions on numbers, once per
+network and port. The nested logit is one compiled row function
+(:func:`nested_logit_row`) behind :func:`choice_probabilities`. Compiled code is
+cached on disk (``cache=True``): the first run on a machine compiles it.
+
 Alternatives are indexed ``0..P-1`` for the ports, ``P`` for *elsewhere* and
 ``P+1`` for *hold*.
 """

@@ -13,13 +13,15 @@ Coordination modes are small separate functions registered in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from . import mechanics as mx
-from .rows import at
+from .rows import at, per_row
 from .schema import Scenario
 
 __all__ = [
@@ -217,20 +219,28 @@ def gather_intel(
     a share of it reaches every partner ``delay_weeks`` later (a gain made in week t is
     usable in week t + delay); ``I <- d + (1 - d) min(1, g + received)`` with ``d = (1 - mu) I``.
     """
-    by_agency = np.swapaxes(seized @ cp.port_onehot, -1, -2)  # (L, A, N)
-    working = st.case_on & (week >= st.t_case_active)
-    domestic = alive[..., None, :] & (st.home_agency[..., None, :] == np.arange(cp.n_agencies)[:, None])
-    nd = by_agency.ndim
-    gains = (at(cp.gain_seizure, nd), at(cp.gain_case, nd), at(cp.gain_home, nd))
-    own = np.minimum(1.0, gains[0] * by_agency + gains[1] * working + gains[2] * domestic)
-    to_partners = at(cp.share, nd) * (own.sum(axis=-2, keepdims=True) - own)
-    slot = (week + cp.delay_weeks) % PENDING_WEEKS
-    st.pending[..., slot, :, :] += to_partners
-    now = week % PENDING_WEEKS
-    received = st.pending[..., now, :, :].copy()
-    st.pending[..., now, :, :] = 0.0
-    decayed = st.intel * (1.0 - at(cp.decay, nd))
-    st.intel = decayed + (1.0 - decayed) * np.minimum(1.0, own + received)
+    lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
+    rows = math.prod(lead)
+    gains = [per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)]
+    intel = np.empty((rows, n_agencies, n_net))
+    st.pending = np.ascontiguousarray(st.pending)  # so that the reshape below is a view, updated in place
+    pending = st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net)
+    _intel_rows(
+        np.reshape(seized, (rows, n_net, -1)),
+        np.asarray(cp.port_agency, dtype=np.int64),
+        st.case_on.reshape(rows, n_agencies, n_net),
+        st.t_case_active.reshape(rows, n_agencies, n_net),
+        np.reshape(alive, (rows, n_net)),
+        st.home_agency.reshape(rows, n_net),
+        st.intel.reshape(rows, n_agencies, n_net),
+        pending,
+        (week + cp.delay_weeks) % PENDING_WEEKS,
+        week % PENDING_WEEKS,
+        week,
+        *gains,
+        intel,
+    )
+    st.intel = intel.reshape(st.intel.shape)
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
@@ -243,7 +253,36 @@ def gather_intel(
                 partners = st.case_joint & st.case_joint[..., agency : agency + 1, :]  # members of its joint cases
                 rows = st.case_on & due[..., None, :] & (own_row | partners)
                 st.t_case_end = np.where(rows, week, st.t_case_end)
-    st.landed = at(cp.memory, nd) * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
+    st.landed = at(cp.memory, st.landed.ndim) * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
+
+
+@njit(cache=True, nogil=True)
+def _intel_rows(
+    seized, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
+    gain_seizure, gain_case, gain_home, share, decay, out,
+):  # fmt: skip
+    """:func:`gather_intel` without shocks, per row, agency and network (``pending`` updated in place)."""
+    n_rows, n_agencies, n_net = intel.shape
+    own = np.empty(n_agencies)
+    for r in range(n_rows):
+        for n in range(n_net):
+            total = 0.0
+            for a in range(n_agencies):
+                by_agency = 0.0  # seizures in the agency's ports, in port order (whole numbers: exact)
+                for p in range(seized.shape[2]):
+                    if port_agency[p] == a:
+                        by_agency += seized[r, n, p]
+                working = case_on[r, a, n] and week >= t_active[r, a, n]
+                domestic = alive[r, n] and home[r, n] == a
+                own[a] = min(1.0, gain_seizure[r] * by_agency + gain_case[r] * working + gain_home[r] * domestic)
+                total += own[a]
+            for a in range(n_agencies):
+                pending[r, slot, a, n] += share[r] * (total - own[a])
+            for a in range(n_agencies):
+                received = pending[r, now, a, n]
+                pending[r, now, a, n] = 0.0
+                decayed = intel[r, a, n] * (1.0 - decay[r])
+                out[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
 
 
 # --- step 8: investigations ----------------------------------------------------------------------------
@@ -330,24 +369,42 @@ COORDINATION: dict[str, Callable[[ModeContext], np.ndarray]] = {
 }
 
 
-def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray) -> np.ndarray:
+def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray | int) -> np.ndarray:
     """The ``free`` wanted networks of highest priority (lowest key; ties by slot), last axis networks.
 
-    Rows that want no more than they have free take all they want; only the others are ranked.
+    Rows that want no more than they have free take all they want; in the others the
+    lowest keys are picked one by one (:func:`_take_first_rows`).
     """
-    over = want.sum(axis=-1) > free
-    if not np.any(over):
-        return want
     n = want.shape[-1]
-    w, pr = want.reshape(-1, n), priority.reshape(-1, n)
-    rows = np.flatnonzero(over)
-    key = np.where(w[rows], pr[rows], np.inf)
-    order = np.argsort(key, axis=-1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), order.shape), axis=-1)
-    out = w.copy()
-    out[rows] &= rank < np.broadcast_to(free, over.shape).reshape(-1)[rows][:, None]
-    return out.reshape(want.shape)
+    rows = math.prod(want.shape[:-1])
+    out = np.empty(want.shape, dtype=bool)
+    _take_first_rows(
+        np.ascontiguousarray(want).reshape(rows, n),
+        np.ascontiguousarray(np.broadcast_to(priority, want.shape), dtype=np.float64).reshape(rows, n),
+        np.ascontiguousarray(np.broadcast_to(free, want.shape[:-1]), dtype=np.int64).reshape(rows),
+        out.reshape(rows, n),
+    )
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _take_first_rows(want, priority, free, out):
+    """Per row: all wanted if they fit, else the ``free`` wanted with the lowest key (the lowest slot on ties)."""
+    n_rows, n = want.shape
+    for r in range(n_rows):
+        count = 0
+        for j in range(n):
+            out[r, j] = want[r, j]
+            count += want[r, j]
+        if count <= free[r]:
+            continue
+        out[r, :] = False
+        for _ in range(free[r]):
+            best = -1
+            for j in range(n):
+                if want[r, j] and not out[r, j] and (best < 0 or priority[r, j] < priority[r, best]):
+                    best = j
+            out[r, best] = True
 
 
 def _joint_follower(case_joint: np.ndarray) -> np.ndarray | np.bool_:
@@ -427,16 +484,23 @@ def _open_cases(
         want = candidate & rule(ctx) & (u_open[..., a, :] < hazard)
         priority = u_open[..., a, :] / np.where(hazard > 0, hazard, 1.0)
         opened = _take_first(want, priority, free)
-        duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a])
-        # a national case on a cross-border target waits for the partner's answers
-        waiting = round(cp.requests_per_case * cp.delay_weeks)
-        duration = np.where(shared, duration + waiting, duration)
         joint = np.zeros_like(opened)
         before = st.case_on.copy()
         if cp.coordination == "joint_team":
             joint = _form_joint_teams(cp, st, a, opened & shared)
-            jit_duration = mx.geometric_from_uniform(u_dur[..., a, :], cp.dur_weeks[a] * cp.jit_duration_factor)
-            duration = np.where(joint, cp.jit_setup_weeks + jit_duration, duration)
+        # durations of the new cases only (a short index list; partners enlisted in a
+        # joint team share its network's duration)
+        new = np.nonzero(opened)
+        u_new = u_dur[..., a, :][new]
+        dur = mx.geometric_from_uniform(u_new, cp.dur_weeks[a])
+        # a national case on a cross-border target waits for the partner's answers
+        waiting = round(cp.requests_per_case * cp.delay_weeks)
+        dur = np.where(shared[new], dur + waiting, dur)
+        if cp.coordination == "joint_team":
+            jit_duration = mx.geometric_from_uniform(u_new, cp.dur_weeks[a] * cp.jit_duration_factor)
+            dur = np.where(joint[new], cp.jit_setup_weeks + jit_duration, dur)
+        duration = np.zeros(opened.shape, dtype=np.int64)
+        duration[new] = dur
         start_work = np.where(joint, week + cp.jit_setup_weeks, week)
         members = np.zeros_like(st.case_on)
         members[..., a, :] = opened

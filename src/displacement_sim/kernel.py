@@ -18,7 +18,7 @@ from numba import njit
 
 from . import mechanics as mx
 from .params import AgencyParams, NetworkParams, Params
-from .rows import at, rank
+from .rows import at, per_row, rank
 from .streams import INIT_COLUMNS
 
 __all__ = [
@@ -172,7 +172,7 @@ def decide(
     cells = [np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h)]
     nets = [_per_net(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))]
     _decide_rows(
-        _per_rep(a0, n_rep, n_ports),
+        per_row(a0, n_rep, n_ports),
         pr["cost"],
         p.log_at_risk,
         *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
@@ -207,17 +207,6 @@ def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
     return n_rep, math.prod(lead[1:])
 
 
-def _per_rep(x: Any, n_rep: int, *trailing: int) -> np.ndarray:
-    """A shared or per-row value as a C-ordered float array ``(n_rep, *trailing)`` (a view where possible)."""
-    shape = (n_rep, *trailing)
-    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous:
-        if x.shape == shape:
-            return x
-        if n_rep == 1 and x.shape == shape[1:]:
-            return x.reshape(shape)
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), shape))
-
-
 def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
     """A value per network (or one for all) as a C-ordered array ``(rows, networks)`` (a view where possible)."""
     if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
@@ -245,8 +234,8 @@ def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     hit = _ROWS_CACHE.get((id(p), n_rep))
     if hit is not None and hit[0] is p:
         return hit[1]
-    rows = {k: _per_rep(getattr(p, k), n_rep) for k in _ROW_SCALARS}
-    rows |= {k: _per_rep(getattr(p, k), n_rep, p.n_ports) for k in _ROW_PORT_ARRAYS}
+    rows = {k: per_row(getattr(p, k), n_rep) for k in _ROW_SCALARS}
+    rows |= {k: per_row(getattr(p, k), n_rep, p.n_ports) for k in _ROW_PORT_ARRAYS}
     if len(_ROWS_CACHE) >= 64:
         _ROWS_CACHE.clear()
     _ROWS_CACHE[(id(p), n_rep)] = (p, rows)
@@ -323,8 +312,8 @@ def ship(
         np.reshape(u, (*rn, u.shape[-1])),
         _per_net(dec.mean_loads, lead, rn),
         np.reshape(dec.cum_ship, (*rn, n_ports + 1)),
-        _per_rep(i_q, n_rep, n_ports),
-        _per_rep(t, n_rep, n_ports),
+        per_row(i_q, n_rep, n_ports),
+        per_row(t, n_rep, n_ports),
         np.reshape(h, (*rn, n_ports)),
         np.reshape(g, (*rn, g.shape[-1])),
         np.where(port_agency < 0, g.shape[-1] - 1, port_agency),
@@ -423,7 +412,7 @@ def learn(
     pr = _param_rows(p, n_rep)
     _learn_rows(
         *(np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h, own_loads, own_seized)),
-        *(_per_rep(x, n_rep, n_ports) for x in (news_seized, news_exposure)),
+        *(per_row(x, n_rep, n_ports) for x in (news_seized, news_exposure)),
         *(pr[k] for k in ("kappa", "memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
         *out,
     )
@@ -469,7 +458,7 @@ def milieu_news(
     _news_rows(
         *(np.reshape(x, shape) for x in (own_loads, own_seized, h)),
         _param_rows(p, n_rep)["kappa"],
-        _per_rep(np.asarray(n_active, dtype=np.float64).reshape(-1), n_rep),
+        per_row(np.asarray(n_active, dtype=np.float64).reshape(-1), n_rep),
         news_s,
         news_e,
     )

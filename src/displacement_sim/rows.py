@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_FIELDS", "NotBatchable", "at", "of_rows", "rank", "stack", "structure_key", "take_rows"]
+__all__ = ["ROW_FIELDS", "NotBatchable", "at", "per_row", "rank", "stack", "structure_key", "take_rows"]
 
 
 class NotBatchable(ValueError):
@@ -111,9 +111,19 @@ def at(x: Any, ndim: int, trailing: int = 0) -> Any:
     return x.reshape((x.shape[0],) + (1,) * (ndim - 1 - trailing) + x.shape[1:])
 
 
-def of_rows(x: Any, rows: np.ndarray) -> Any:
-    """A number-valued row field for a list of items in rows ``rows`` (e.g. one per load): shared values as they are."""
-    return x if getattr(x, "ndim", 0) == 0 else x[rows]
+def per_row(x: Any, n_rows: int, *trailing: int) -> np.ndarray:
+    """A shared or per-row value as a C-ordered float array ``(n_rows, *trailing)``, for the compiled loops.
+
+    A view where possible (a per-row array as it is; one shared row for a single row);
+    otherwise the shared value broadcast and copied.
+    """
+    shape = (n_rows, *trailing)
+    if isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous:
+        if x.shape == shape:
+            return x
+        if n_rows == 1 and x.shape == shape[1:]:
+            return x.reshape(shape)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), shape))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -387,3 +387,84 @@ def test_gather_intel_equals_the_numpy_equations(delay: int, lead: tuple[int, ..
         _gather_reference(cp, st_b, week, seized, loads, alive)
         for name in ("intel", "pending", "landed"):
             np.testing.assert_array_equal(getattr(st_a, name), getattr(st_b, name), err_msg=f"{name}, week {week}")
+
+
+def _resolve_reference(cp, st, week, u_success, alive, ev) -> None:
+    """The original numpy ``_resolve``, verbatim (shared parameters)."""
+
+    def joint_follower(case_joint):
+        if not case_joint.any():
+            return np.False_
+        return case_joint & (np.cumsum(case_joint, axis=-2) - case_joint > 0)
+
+    uplift, penalty, weight = cp.jit_uplift, cp.conflict_penalty, cp.evidence_weight
+    for a in range(cp.n_agencies):
+        joint = st.case_joint[..., a, :]
+        follower = joint & st.case_joint[..., :a, :].any(axis=-2)
+        ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
+        others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
+        factor = np.where(joint, uplift, np.where(others_on, 1.0 - penalty, 1.0))
+        pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
+        held = np.where(joint, pooled, st.intel[..., a, :])
+        evidence = 1.0 - weight + 2.0 * weight * held
+        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, cp.sigma[a] * factor * evidence))
+        closing = np.zeros_like(st.case_on)
+        closing[..., a, :] = ending
+        closing |= (joint & ending)[..., None, :] & st.case_joint
+        compromised = success[..., None, :] & st.case_on & ~closing
+        ev["compromised"] += (compromised & ~joint_follower(st.case_joint)).sum(axis=-1)
+        ev["dismantled"][..., a] += success.sum(axis=-1)
+        ev["dismantled_joint"] += (success & joint).sum(axis=-1)
+        ev["weeks_to_dismantle"] += np.where(success, week - st.t_case_start[..., a, :], 0).sum(axis=-1)
+        st.case_on &= ~(closing | compromised)
+        st.case_joint &= st.case_on
+        alive &= ~success
+        st.t_dismantled = np.where(success, week, st.t_dismantled)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lead=st.sampled_from([(), (4,)]), n_agencies=st.sampled_from([2, 3]))
+def test_resolve_equals_the_numpy_equations(seed: int, lead: tuple[int, ...], n_agencies: int) -> None:
+    """Cases ending (national, joint, overlapping) resolve as the original numpy code did, bit for bit."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base,
+        codes=tuple(f"C{i}" for i in range(n_agencies)),
+        sigma=rng.uniform(0.2, 0.9, n_agencies),
+        jit_uplift=float(rng.uniform(1.0, 1.5)),
+        conflict_penalty=float(rng.uniform(0.0, 0.5)),
+        evidence_weight=float(rng.uniform(0.0, 1.0)),
+    )
+    n, week = 30, 9
+    st_a = initial_coop_state(cp, lead, n, np.full((*lead, n), "C0"), np.ones((*lead, n)))
+    shape = st_a.case_on.shape
+    st_a.intel = rng.random(shape)
+    st_a.case_on = rng.random(shape) < 0.5
+    joint_net = rng.random((*lead, 1, n)) < 0.3  # joint cases: every agency of the network in it
+    st_a.case_joint = joint_net & (rng.random(shape) < 0.8) & st_a.case_on
+    st_a.t_case_start = rng.integers(0, week, shape)
+    st_a.t_case_end = np.where(rng.random(shape) < 0.6, week, week + 3)
+    st_b = copy.deepcopy(st_a)
+    before = st_a.case_on.copy()
+    alive_a = rng.random((*lead, n)) < 0.9
+    alive_b = alive_a.copy()
+    u = rng.random(shape)
+
+    def events():
+        return {
+            "compromised": np.zeros((*lead, n_agencies)),
+            "dismantled": np.zeros((*lead, n_agencies)),
+            "dismantled_joint": np.zeros(lead),
+            "weeks_to_dismantle": np.zeros(lead),
+        }
+
+    ev_a, ev_b = events(), events()
+    co._resolve(cp, st_a, week, u, alive_a, ev_a)
+    _resolve_reference(cp, st_b, week, u, alive_b, ev_b)
+    np.testing.assert_array_equal(alive_a, alive_b)
+    for name in ("case_on", "case_joint", "t_dismantled"):
+        np.testing.assert_array_equal(getattr(st_a, name), getattr(st_b, name), err_msg=name)
+    for k in ev_a:
+        np.testing.assert_array_equal(ev_a[k], ev_b[k], err_msg=k)
+    assert not np.array_equal(st_b.case_on, before)  # cases ended this week: the check is not vacuous

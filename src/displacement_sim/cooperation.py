@@ -423,38 +423,85 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     times ``jit_uplift`` for a joint team, or times ``1 - conflict_penalty`` while another
     country runs its own case on the network. Agencies
     resolve in code order, so a tie goes to the first; a joint case is resolved once, by its
-    lowest-coded member, and closes in every member's row.
+    lowest-coded member, and closes in every member's row. ``alive`` is updated in place.
     """
-    nd = alive.ndim
-    uplift, penalty, weight = at(cp.jit_uplift, nd), at(cp.conflict_penalty, nd), at(cp.evidence_weight, nd)
-    for a in range(cp.n_agencies):
-        any_joint = bool(st.case_joint.any())  # joint teams exist only under joint_team coordination
-        joint = st.case_joint[..., a, :]
-        follower = joint & st.case_joint[..., :a, :].any(axis=-2)
-        ending = st.case_on[..., a, :] & (st.t_case_end[..., a, :] == week) & ~follower
-        others_on = np.delete(st.case_on & ~st.case_joint, a, axis=-2).any(axis=-2)
-        factor = np.where(joint, uplift, np.where(others_on, 1.0 - penalty, 1.0))
-        # a joint team works on the pooled evidence of its members: 1 - prod(1 - I)
-        held = st.intel[..., a, :]
-        if any_joint:
-            pooled = 1.0 - np.prod(np.where(st.case_joint & joint[..., None, :], 1.0 - st.intel, 1.0), axis=-2)
-            held = np.where(joint, pooled, held)
-        evidence = 1.0 - weight + 2.0 * weight * held
-        sigma = at(cp.sigma[..., a], nd)
-        success = ending & alive & (u_success[..., a, :] < np.minimum(1.0, sigma * factor * evidence))
-        closing = np.zeros_like(st.case_on)
-        closing[..., a, :] = ending
-        closing |= (joint & ending)[..., None, :] & st.case_joint
-        compromised = success[..., None, :] & st.case_on & ~closing
-        # a compromised joint case counts once (with its lowest-coded member), like its case-weeks
-        ev["compromised"] += (compromised & ~_joint_follower(st.case_joint)).sum(axis=-1)
-        ev["dismantled"][..., a] += success.sum(axis=-1)
-        ev["dismantled_joint"] += (success & joint).sum(axis=-1)
-        ev["weeks_to_dismantle"] += np.where(success, week - st.t_case_start[..., a, :], 0).sum(axis=-1)
-        st.case_on &= ~(closing | compromised)
-        st.case_joint &= st.case_on
-        alive &= ~success
-        st.t_dismantled = np.where(success, week, st.t_dismantled)
+    lead, (n_agencies, n_net) = st.case_on.shape[:-2], st.case_on.shape[-2:]
+    rows = math.prod(lead)
+    for name in ("case_on", "case_joint", "t_dismantled"):  # C order, so the reshapes below are views
+        setattr(st, name, np.ascontiguousarray(getattr(st, name)))
+    live = np.ascontiguousarray(alive).reshape(rows, n_net)
+    counts = {k: np.zeros((rows, n_agencies)) for k in ("compromised", "dismantled")}
+    joint_weeks = np.zeros((rows, 2))  # dismantled by joint teams, weeks to dismantle
+    _resolve_rows(
+        st.case_on.reshape(rows, n_agencies, n_net),
+        st.case_joint.reshape(rows, n_agencies, n_net),
+        st.t_case_start.reshape(rows, n_agencies, n_net),
+        st.t_case_end.reshape(rows, n_agencies, n_net),
+        st.intel.reshape(rows, n_agencies, n_net),
+        st.t_dismantled.reshape(rows, n_net),
+        live,
+        np.reshape(u_success, (rows, n_agencies, n_net)),
+        week,
+        *(per_row(x, rows) for x in (cp.jit_uplift, cp.conflict_penalty, cp.evidence_weight)),
+        per_row(cp.sigma, rows, n_agencies),
+        counts["compromised"],
+        counts["dismantled"],
+        joint_weeks,
+    )
+    alive[...] = live.reshape(alive.shape)
+    ev["compromised"] += counts["compromised"].reshape(ev["compromised"].shape)
+    ev["dismantled"] += counts["dismantled"].reshape(ev["dismantled"].shape)
+    ev["dismantled_joint"] += joint_weeks[:, 0].reshape(ev["dismantled_joint"].shape)
+    ev["weeks_to_dismantle"] += joint_weeks[:, 1].reshape(ev["weeks_to_dismantle"].shape)
+
+
+@njit(cache=True, nogil=True)
+def _resolve_rows(
+    case_on, case_joint, t_start, t_end, intel, t_dismantled, alive, u_success, week,
+    uplift, penalty, weight, sigma, compromised, dismantled, joint_weeks,
+):  # fmt: skip
+    """:func:`_resolve` per row: agencies in code order, each network's column on its own."""
+    n_rows, n_agencies, n_net = case_on.shape
+    closing = np.empty(n_agencies, dtype=np.bool_)
+    for r in range(n_rows):
+        for a in range(n_agencies):
+            for n in range(n_net):
+                joint = case_joint[r, a, n]
+                follower = False  # a joint case is resolved by its lowest-coded member
+                for b in range(a):
+                    follower = follower or (joint and case_joint[r, b, n])
+                if not (case_on[r, a, n] and t_end[r, a, n] == week and not follower):
+                    continue  # not ending this week
+                others_on = False
+                for b in range(n_agencies):
+                    if b != a and case_on[r, b, n] and not case_joint[r, b, n]:
+                        others_on = True
+                factor = uplift[r] if joint else (1.0 - penalty[r] if others_on else 1.0)
+                held = intel[r, a, n]
+                if joint:  # a joint team works on the pooled evidence of its members: 1 - prod(1 - I)
+                    keep = 1.0
+                    for b in range(n_agencies):
+                        keep *= 1.0 - intel[r, b, n] if case_joint[r, b, n] else 1.0
+                    held = 1.0 - keep
+                evidence = 1.0 - weight[r] + 2.0 * weight[r] * held
+                success = alive[r, n] and u_success[r, a, n] < min(1.0, sigma[r, a] * factor * evidence)
+                earlier_joint = False
+                for b in range(n_agencies):
+                    closing[b] = b == a or (joint and case_joint[r, b, n])
+                    hit = success and case_on[r, b, n] and not closing[b]
+                    # a compromised joint case counts once (with its lowest-coded member)
+                    if hit and not (case_joint[r, b, n] and earlier_joint):
+                        compromised[r, b] += 1.0
+                    earlier_joint = earlier_joint or case_joint[r, b, n]
+                    if closing[b] or hit:
+                        case_on[r, b, n] = False
+                        case_joint[r, b, n] = False
+                if success:
+                    dismantled[r, a] += 1.0
+                    joint_weeks[r, 0] += joint
+                    joint_weeks[r, 1] += week - t_start[r, a, n]
+                    alive[r, n] = False
+                    t_dismantled[r, n] = week
 
 
 def _open_cases(

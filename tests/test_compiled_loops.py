@@ -3,7 +3,7 @@
 ``kernel.decide``, ``ship``, ``learn``, ``milieu_news`` and ``shipment_totals`` run
 in compiled loops that both engines call. Here each is checked against a direct
 numpy transcription of its equations (mechanics ufuncs on whole arrays, sums over
-networks in slot order with ``kernel.sum_over_networks``): sums in slot order must
+networks in slot order as a Python loop, ``slot_sum``): sums in slot order must
 agree bit for bit, the nested logit to 1e-13; and a batch row must give the same
 bits as the same network computed alone (the Mesa agents' single rows).
 """
@@ -22,6 +22,23 @@ from displacement_sim.cooperation import coop_params
 from displacement_sim.params import build_plan
 
 SCENARIOS = "scenarios"
+
+
+def slot_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum over ``axis`` in slot order: the first slot, then each next one added (numpy, one slot at a time)."""
+    rows = np.moveaxis(np.asarray(x, dtype=float), axis, 0)
+    total = rows[0].copy()
+    for row in rows[1:]:
+        total += row
+    return total
+
+
+@pytest.mark.parametrize("shape, axis", [((5,), 0), ((3, 7), 1), ((2, 9, 4), 1), ((2, 9, 4), -2), ((6, 2, 3, 5), 2)])
+def test_sum_over_networks_adds_in_slot_order(shape: tuple[int, ...], axis: int) -> None:
+    x = np.exp(np.random.default_rng(len(shape)).normal(0.0, 3.0, shape))
+    np.testing.assert_array_equal(kx.sum_over_networks(x, axis), slot_sum(x, axis))
+    counts = np.round(x).astype(np.int64)
+    np.testing.assert_array_equal(kx.sum_over_networks(counts, axis), slot_sum(counts, axis))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +130,7 @@ def test_ship_counts_alternatives_and_detection(plan) -> None:
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 4), nets=st.integers(1, 60))
 def test_news_and_totals_add_in_slot_order(plan, seed: int, rows: int, nets: int) -> None:
-    """Sums over networks equal ``sum_over_networks`` (a running sum in slot order) bit for bit."""
+    """Sums over networks equal a running sum in slot order (``slot_sum``) bit for bit."""
     p = plan.params[0]
     cp = coop_params(load_scenario(f"{SCENARIOS}/baseline.yaml"))
     rng = np.random.default_rng(seed)
@@ -126,18 +143,18 @@ def test_news_and_totals_add_in_slot_order(plan, seed: int, rows: int, nets: int
     n_active = rng.integers(1, nets + 1, rows).astype(float)
     news_s, news_e = kx.milieu_news(p, loads[..., :-1], caught[..., :-1], h, n_active)
     own_exp = mx.own_exposure(loads[..., :-1], p.kappa, h)
-    np.testing.assert_array_equal(news_s, kx.sum_over_networks(caught[..., :-1], axis=1) / n_active[:, None])
-    np.testing.assert_array_equal(news_e, kx.sum_over_networks(own_exp, axis=1) / n_active[:, None])
+    np.testing.assert_array_equal(news_s, slot_sum(caught[..., :-1], axis=1) / n_active[:, None])
+    np.testing.assert_array_equal(news_e, slot_sum(own_exp, axis=1) / n_active[:, None])
     totals = kx.shipment_totals(cp, loads, caught, m_eff, home)
     kg = m_eff[..., None]
     for got, per_net in zip(totals[:4], (loads, loads * kg, caught, caught * kg), strict=True):
-        np.testing.assert_array_equal(got, kx.sum_over_networks(per_net, axis=1))
+        np.testing.assert_array_equal(got, slot_sum(per_net, axis=1))
     by_agency = np.zeros((rows, nets, cp.n_agencies))
     for a in range(cp.n_agencies):
         for q in np.flatnonzero(cp.port_agency == a):  # an agency's ports in port order
             by_agency[..., a] += caught[..., q] * m_eff
     foreign = (home[..., None] >= 0) & (home[..., None] != np.arange(cp.n_agencies))
-    want = kx.sum_over_networks(np.where(foreign, by_agency, 0.0), axis=1)
+    want = slot_sum(np.where(foreign, by_agency, 0.0), axis=1)
     np.testing.assert_array_equal(totals[4], want)
     # the Mesa engine's shapes: one replication, networks stacked
     alone = kx.shipment_totals(cp, loads[0], caught[0], m_eff[0], home[0])

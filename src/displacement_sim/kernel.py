@@ -39,11 +39,23 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
 
     Both engines add the same numbers in the same order, so their totals agree to the bit.
     """
-    rows = np.moveaxis(np.asarray(x), axis, 0)
-    total = rows[0].astype(float, copy=True)
-    for row in rows[1:]:
-        total += row
-    return total
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    axis = axis % x.ndim
+    out = np.empty(x.shape[:axis] + x.shape[axis + 1 :])
+    pre, post = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1 :])
+    _running_sum(x.reshape(pre, x.shape[axis], post), out.reshape(pre, post))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _running_sum(x, out):
+    """``out[i, k] = x[i, 0, k] + x[i, 1, k] + ...``, added left to right."""
+    for i in range(x.shape[0]):
+        for k in range(x.shape[2]):
+            out[i, k] = x[i, 0, k]
+        for n in range(1, x.shape[1]):
+            for k in range(x.shape[2]):
+                out[i, k] += x[i, n, k]
 
 
 # --- initialisation -------------------------------------------------------------------------------

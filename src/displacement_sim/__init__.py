@@ -16,12 +16,15 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
+from . import _jit
 from .config import load_scenario
 from .errors import ConfigError
 from .model import DisplacementModel
 from .results import BatchResult
 from .runner import run_batch, run_mesa, run_points, run_scenario
 from .schema import Scenario
+
+_jit.restore_cache_setting()
 
 
 def __getattr__(name: str):

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import int64, njit, void
 
 from . import mechanics as mx
+from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3
 from .rows import at, per_row
 from .schema import Scenario
 
@@ -256,7 +257,7 @@ def gather_intel(
     st.landed = at(cp.memory, st.landed.ndim) * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64, F1, F1, F1, F1, F1, F3), cache=CACHE, nogil=True)
 def _intel_rows(
     seized, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
     gain_seizure, gain_case, gain_home, share, decay, out,
@@ -379,15 +380,15 @@ def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray | int) 
     rows = math.prod(want.shape[:-1])
     out = np.empty(want.shape, dtype=bool)
     _take_first_rows(
-        np.ascontiguousarray(want).reshape(rows, n),
-        np.ascontiguousarray(np.broadcast_to(priority, want.shape), dtype=np.float64).reshape(rows, n),
-        np.ascontiguousarray(np.broadcast_to(free, want.shape[:-1]), dtype=np.int64).reshape(rows),
+        np.require(want, bool, ["C", "W"]).reshape(rows, n),
+        np.require(np.broadcast_to(priority, want.shape), np.float64, ["C", "W"]).reshape(rows, n),
+        np.require(np.broadcast_to(free, want.shape[:-1]), np.int64, ["C", "W"]).reshape(rows),
         out.reshape(rows, n),
     )
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(void(B2, F2, I1, B2), cache=CACHE, nogil=True)
 def _take_first_rows(want, priority, free, out):
     """Per row: all wanted if they fit, else the ``free`` wanted with the lowest key (the lowest slot on ties)."""
     n_rows, n = want.shape
@@ -455,7 +456,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     ev["weeks_to_dismantle"] += joint_weeks[:, 1].reshape(ev["weeks_to_dismantle"].shape)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2), cache=CACHE, nogil=True)
 def _resolve_rows(
     case_on, case_joint, t_start, t_end, intel, t_dismantled, alive, u_success, week,
     uplift, penalty, weight, sigma, compromised, dismantled, joint_weeks,

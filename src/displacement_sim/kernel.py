@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import float64, int64, njit, void
 
 from . import mechanics as mx
+from ._jit import B2, CACHE, F1, F2, F3, I1, I2
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_row, rank
 from .streams import INIT_COLUMNS
@@ -47,7 +48,7 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, F2), cache=CACHE, nogil=True)
 def _running_sum(x, out):
     """``out[i, k] = x[i, 0, k] + x[i, 1, k] + ...``, added left to right."""
     for i in range(x.shape[0]):
@@ -221,11 +222,15 @@ def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
 
 def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
     """A value per network (or one for all) as a C-ordered array ``(rows, networks)`` (a view where possible)."""
-    if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
+    if (
+        isinstance(x, np.ndarray)
+        and x.dtype == dtype
+        and x.shape == lead
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    ):
         return x.reshape(rn)
-    if not lead:
-        return np.array(x, dtype=dtype, ndmin=2)
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=dtype), lead)).reshape(rn)
+    return np.require(np.broadcast_to(np.asarray(x, dtype=dtype), lead), requirements=["C", "W"]).reshape(rn)
 
 
 # Parameters the compiled loops read, one row per batch row: built once per (Params, rows).
@@ -254,7 +259,14 @@ def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     return rows
 
 
-@njit(cache=True, nogil=True)
+_DECIDE_TYPES = (
+    F2, F2, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1,  # a0, cost, log_at_risk, then per-row numbers
+    F3, F3, F3, F2, F2, F2, F2, B2, float64,  # seizures, exposure, h; lam, m, rate, u_else, alive; supply
+    I1, I1, int64, F3, F2, F2, F3,  # nests; outputs
+)  # fmt: skip
+
+
+@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True)
 def _decide_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -338,7 +350,7 @@ def ship(
     return loads.reshape(*lead, n_ports + 1), caught.reshape(*lead, n_ports + 1)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True)
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
@@ -431,7 +443,7 @@ def learn(
     return tuple(x.reshape(*lead, n_ports) for x in out)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3), cache=CACHE, nogil=True)
 def _learn_rows(
     seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
@@ -477,7 +489,7 @@ def milieu_news(
     return news_s.reshape(*rows, n_ports), news_e.reshape(*rows, n_ports)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True)
 def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
     n_rep, n_net, n_ports = h.shape
@@ -520,7 +532,7 @@ def shipment_totals(cp, loads: np.ndarray, caught: np.ndarray, m_eff: np.ndarray
     return tuple(x.reshape(*rows, x.shape[-1]) for x in out)
 
 
-@njit(cache=True, nogil=True)
+@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True)
 def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
     """Sums over networks in slot order (a running sum, as :func:`sum_over_networks`)."""
     n_rep, n_net, n_alt = loads.shape

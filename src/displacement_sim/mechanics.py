@@ -11,7 +11,7 @@ The elementwise equations of the traffickers' week are numba ufuncs
 compiled loops of :mod:`kernel` call the very same functions on numbers, once per
 network and port. The nested logit is one compiled row function
 (:func:`nested_logit_row`) behind :func:`choice_probabilities`. Compiled code is
-cached on disk (``cache=True``): the first run on a machine compiles it.
+cached on disk (:mod:`displacement_sim._jit`): the first run on a machine compiles it.
 
 Alternatives are indexed ``0..P-1`` for the ports, ``P`` for *elsewhere* and
 ``P+1`` for *hold*.
@@ -22,8 +22,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, vectorize
+from numba import int64, njit, vectorize, void
 from scipy.special import ndtri
+
+from ._jit import CACHE, F1, F2, I1
 
 __all__ = [
     "allocation_weights",
@@ -75,7 +77,7 @@ def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
     return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def choose_one(u, cum):
     """:func:`choose_alternative` for one uniform and one row of bounds.
 
@@ -110,7 +112,7 @@ def poisson_tail_bound(lam_max: float, tail: float = 1e-12) -> int:
     return max(k, 1)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def poisson_from_uniform(u, lam, l_max):
     """Inverse CDF of Poisson(``lam``) at ``u``, truncated at ``l_max`` (tail < 1e-12 by design).
 
@@ -216,7 +218,7 @@ def transit_detection(transit_check: np.ndarray, i_via: np.ndarray, q_via: np.nd
     return transit_check * np.minimum(1.0, i_via * q_via)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def detection_probability(i_q, kappa, h, t, gamma_intel):
     """``d = 1 - (1 - min(1, i q) (1 - kappa h)) (1 - t) (1 - gamma I)`` (DESIGN.md step 5).
 
@@ -234,19 +236,19 @@ def detection_probability(i_q, kappa, h, t, gamma_intel):
 # call the same functions on numbers, so both engines compute with one definition.
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def perceived_risk(a0, b0, seizures, exposure):
     """Gamma-Poisson posterior mean of a port's base risk: ``(a0 + S) / (b0 + E)``, at most 1."""
     return min((a0 + seizures) / (b0 + exposure), 1.0)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def effective_risk(rho, kappa, h):
     """Risk the network faces with its insiders: ``rho (1 - kappa h)``."""
     return rho * (1.0 - kappa * h)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def port_utility(margin, lam, rho_eff, cost, setup, h, phi, log_at_risk):
     """``U = margin (1 - lam rho_eff) - a - setup (1 - h) + phi ln(at_risk)`` in k EUR/kg."""
     return margin * (1.0 - lam * rho_eff) - cost - setup * (1.0 - h) + phi * log_at_risk
@@ -284,7 +286,7 @@ def choice_probabilities(
     rows = [_row_values(x, lead, n_rows) for x in (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)]
     out = np.empty((*lead, n_ports + 2))
     _nested_logit_rows(
-        np.ascontiguousarray(u_ports, dtype=np.float64).reshape(n_rows, n_ports),
+        np.require(u_ports, np.float64, ["C", "W"]).reshape(n_rows, n_ports),
         *rows,
         np.asarray(nest_order, dtype=np.int64),
         np.asarray(nest_of, dtype=np.int64),
@@ -295,19 +297,11 @@ def choice_probabilities(
 
 
 def _row_values(x: float | np.ndarray, lead: tuple[int, ...], n_rows: int) -> np.ndarray:
-    """A float or an array that broadcasts against ``lead``, as one C-ordered float per row."""
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), lead)).reshape(n_rows)
+    """A float or an array that broadcasts against ``lead``, as one writable float per row."""
+    return np.require(np.broadcast_to(np.asarray(x, dtype=np.float64), lead), requirements=["C", "W"]).reshape(n_rows)
 
 
-@njit(cache=True, nogil=True)
-def _nested_logit_rows(u, coef, lam, v_else, v_hold, order, nest_of, n_nests, out):
-    """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2), one :func:`nested_logit_row` each."""
-    work = nested_logit_work(order, nest_of, n_nests, u.shape[1])
-    for r in range(u.shape[0]):
-        nested_logit_row(u[r], coef[r], lam[r], v_else[r], v_hold[r], order, nest_of, work, out[r])
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def nested_logit_work(order, nest_of, n_nests, n_ports):
     """Scratch arrays for :func:`nested_logit_row`, after checking the nests index within range."""
     for i in range(order.size):
@@ -319,7 +313,7 @@ def nested_logit_work(order, nest_of, n_nests, n_ports):
     return np.empty(order.size), np.empty(n_nests), np.empty(n_nests), np.empty(n_nests + 2), size
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
     """One row of :func:`choice_probabilities`: utilities ``u`` (P,) to ``out`` (P + 2,).
 
@@ -360,6 +354,14 @@ def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
     out[n_ports + 1] = top[n_nests + 1] / t
 
 
+@njit(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True)
+def _nested_logit_rows(u, coef, lam, v_else, v_hold, order, nest_of, n_nests, out):
+    """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2), one :func:`nested_logit_row` each."""
+    work = nested_logit_work(order, nest_of, n_nests, u.shape[1])
+    for r in range(u.shape[0]):
+        nested_logit_row(u[r], coef[r], lam[r], v_else[r], v_hold[r], order, nest_of, work, out[r])
+
+
 def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, risk: np.ndarray) -> np.ndarray:
     """Load splitting: ``m_eff = m max(1 - zeta sum_p pi_p rho_eff_p, floor)``.
 
@@ -368,31 +370,31 @@ def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, 
     return split_load(m, zeta, floor, np.sum(probs * risk, axis=-1))
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def own_exposure(loads, kappa, h):
     """Exposure a network's own loads add at a port: each load weighted ``1 - kappa h``."""
     return loads * (1.0 - kappa * h)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def split_load(m, zeta, floor, exposure):
     """``m max(1 - zeta x, floor)`` for a risk exposure ``x = sum_p pi_p rho_eff_p`` (:func:`effective_load`)."""
     return m * max(1.0 - zeta * exposure, floor)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def expected_loads(supply, rate, m, m_eff, p_hold):
     """Poisson mean of a week's loads: ``supply K / m_eff (1 - pi_hold)`` with ``K = m rate``."""
     return supply * rate * (m / m_eff) * (1.0 - p_hold)
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def update_evidence(evidence, memory, own, omega, news):
     """``S <- w S + own + omega news`` (the same form updates the exposure ``E``)."""
     return memory * evidence + own + omega * news
 
 
-@vectorize(cache=True)
+@vectorize(cache=CACHE)
 def update_access(h, used, seized, growth, c, decay, burn):
     """Insiders: grow with use at ``g c (1 - h)``, decay by ``delta`` unused, burned by a seizure.
 

@@ -112,7 +112,7 @@ def at(x: Any, ndim: int, trailing: int = 0) -> Any:
 
 
 def per_row(x: Any, n_rows: int, *trailing: int) -> np.ndarray:
-    """A shared or per-row value as a C-ordered float array ``(n_rows, *trailing)``, for the compiled loops.
+    """A shared or per-row value as a writable, C-ordered float array ``(n_rows, *trailing)``, for the compiled loops.
 
     A view where possible (a per-row array as it is; one shared row for a single row);
     otherwise the shared value broadcast and copied.
@@ -123,7 +123,7 @@ def per_row(x: Any, n_rows: int, *trailing: int) -> np.ndarray:
             return x
         if n_rows == 1 and x.shape == shape[1:]:
             return x.reshape(shape)
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), shape))
+    return np.require(np.broadcast_to(np.asarray(x, dtype=np.float64), shape), requirements=["C", "W"])
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -1,0 +1,70 @@
+"""Compilation of the week loops (numba): one typed version of each loop, cached on disk by source.
+
+- **One version per loop.** Every loop the engines call has one explicit signature
+  with layout-agnostic arrays (``float64[:, :]`` accepts C-ordered, Fortran-ordered and
+  strided arrays alike), so the Mesa agents' single rows and the vectorized engine's
+  blocks run the same machine code, and an argument of the wrong dtype or a read-only
+  array is refused (``TypeError``) instead of silently compiling another version.
+- **A cache that follows the source.** numba checks a cached function only against
+  its own file, not against the files of the functions it calls (the equations of
+  ``mechanics.py`` are compiled into the loops of ``kernel.py``). The cache therefore
+  lives in a directory named after a hash of every compiled module, so any edit to
+  one of them compiles afresh. It is ``$NUMBA_CACHE_DIR/displacement-sim-<hash>``
+  when that variable is set, else ``__pycache__/numba-<hash>`` beside this module
+  when writable, else ``~/.cache/displacement-sim/numba-<hash>``; when none is
+  writable the loops are compiled in memory on each start (``CACHE`` is False).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+from numba import boolean, float64, int64
+
+__all__ = ["B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "cache_dir", "restore_cache_setting"]
+
+_HERE = Path(__file__).resolve().parent
+_SOURCES = ("_jit.py", "mechanics.py", "kernel.py", "cooperation.py")
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def cache_dir() -> Path | None:
+    """Where the compiled loops are cached (None: nowhere writable, compile in memory)."""
+    digest = hashlib.sha256(b"".join((_HERE / name).read_bytes() for name in _SOURCES)).hexdigest()[:16]
+    candidates = []
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / f"displacement-sim-{digest}")
+    candidates.append(_HERE / "__pycache__" / f"numba-{digest}")
+    candidates.append(Path.home() / ".cache" / "displacement-sim" / f"numba-{digest}")
+    return next((path for path in candidates if _writable(path)), None)
+
+
+_DIR = cache_dir()
+CACHE = _DIR is not None
+_PREVIOUS = numba.config.CACHE_DIR
+if CACHE:  # read when each decorator runs (at import): the package's __init__ restores it afterwards
+    numba.config.CACHE_DIR = str(_DIR)
+
+
+def restore_cache_setting() -> None:
+    """Give numba back the user's cache setting once the package's loops are decorated."""
+    numba.config.CACHE_DIR = _PREVIOUS
+
+
+# array types of the loops' signatures (layout 'A': any strides)
+F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :]
+I1, I2, I3 = int64[:], int64[:, :], int64[:, :, :]
+B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]

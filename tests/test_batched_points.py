@@ -267,7 +267,7 @@ def test_every_row_field_batches_exactly_in_any_grouping() -> None:
     """Five points differing in every row field, with a joint strategy (anticipation) and joint teams: one batch;
     every weekly series bit for bit the same in groups of 1, 4 or all rows, run alone, and in Mesa.
 
-    60 slots, so a whole batch takes the nested logit's slab path and small groups its row path.
+    60 slots, in groups of 1, 4 or all rows of the batch.
     """
     from displacement_sim import vectorized
     from displacement_sim.metrics import Recorder

@@ -80,11 +80,11 @@ def test_decide_matches_the_equations_and_rows_alone(plan, seed: int, rows: int,
     np.testing.assert_array_equal(dec.probs, probs)  # the same compiled row function
     risk = np.concatenate([rho_eff, np.full((rows, nets, 1), p.elsewhere_detection)], axis=-1)
     m_eff = mx.effective_load(s["m"], p.zeta, p.split_floor, probs[..., :-1], risk)
-    np.testing.assert_allclose(dec.m_eff, m_eff, rtol=1e-14)
+    np.testing.assert_array_equal(dec.m_eff, m_eff)
     mean = np.where(s["alive"], mx.expected_loads(1.0, s["rate"], s["m"], m_eff, probs[..., -1]), 0.0)
-    np.testing.assert_allclose(dec.mean_loads, mean, rtol=1e-14)
+    np.testing.assert_array_equal(dec.mean_loads, mean)
     cum = np.cumsum(probs[..., :-1], axis=-1)
-    np.testing.assert_allclose(dec.cum_ship, cum / cum[..., -1:], rtol=1e-14)
+    np.testing.assert_array_equal(dec.cum_ship, cum / cum[..., -1:])
     assert np.all(dec.cum_ship[..., -1] == 1.0)
     # a row alone (as a Mesa agent computes it) gives the same bits
     r, n = rows - 1, nets // 2
@@ -179,3 +179,81 @@ def test_learn_matches_the_equations(plan) -> None:
     one = kx.learn(p, s[1, 3], e[1, 3], h[1, 3], own_loads[1, 3], own_seized[1, 3], news_s[1], news_e[1])
     for got, batch in zip(one, (new_s, new_e, new_h), strict=True):
         np.testing.assert_array_equal(got, batch[1, 3])
+
+
+def test_rows_with_their_own_parameters_equal_each_point_alone() -> None:
+    """A batch whose rows differ in row fields read by every loop: each row gives its own point's bits."""
+    from displacement_sim.rows import stack, take_rows
+
+    overrides = [
+        {},
+        {"behaviour.kappa": 0.9, "behaviour.beta": 0.3, "behaviour.memory": 0.5, "behaviour.access_growth": 0.4},
+        {"behaviour.kappa": 0.2, "behaviour.nest_lambda": 0.4, "behaviour.omega": 0.9, "hold.utility": -2.0},
+    ]
+    cfgs = [load_scenario(f"{SCENARIOS}/baseline.yaml", overrides=o) for o in overrides]
+    l_max = 40
+    plans = [build_plan(c, weeks=5, l_max=l_max) for c in cfgs]
+    plan = stack(plans, [1, 1, 1])
+    p, cp = plan.params[0], coop_params(cfgs[0])
+    assert np.ndim(p.kappa) == 1 and np.ndim(p.beta) == 1  # per-row fields, not shared
+    rng = np.random.default_rng(0)
+    rows, nets = 3, 7
+    s = _state(rng, (rows, nets), p.n_ports)
+    dec = _decide(p, plan.a0, s)
+    assert not np.array_equal(dec.probs[0], dec.probs[1])  # the rows' parameters differ
+    u = rng.random((rows, nets, 1 + 2 * l_max))
+    i_q, t = rng.uniform(0.0, 0.3, (rows, p.n_ports)), rng.uniform(0.0, 0.1, (rows, p.n_ports))
+    g = rng.uniform(0.0, 0.2, (rows, nets, cp.n_agencies + 1))
+    g[..., -1] = 0.0
+    loads, caught = kx.ship(p, dec, u, l_max, i_q, t, s["h"], g, cp.port_agency)
+    n_active = np.array([5.0, 6.0, 7.0])
+    news = kx.milieu_news(p, loads[..., :-1], caught[..., :-1], s["h"], n_active)
+    learned = kx.learn(p, s["seizures"], s["exposure"], s["h"], loads[..., :-1], caught[..., :-1], *news)
+    for r in range(rows):
+        q = plans[r].params[0]  # the point's own parameters, shared numbers
+        for n in range(nets):
+            one = {k: (np.float64(v[r, n]) if v.ndim == 2 else v[r, n]) for k, v in s.items()}
+            one["alive"] = bool(s["alive"][r, n])
+            d1 = _decide(q, plans[r].a0, one)
+            for field in ("probs", "m_eff", "mean_loads", "cum_ship"):
+                np.testing.assert_array_equal(getattr(d1, field), getattr(dec, field)[r, n])
+            l1, c1 = kx.ship(q, d1, u[r, n], l_max, i_q[r], t[r], s["h"][r, n], g[r, n], cp.port_agency)
+            np.testing.assert_array_equal(l1, loads[r, n])
+            np.testing.assert_array_equal(c1, caught[r, n])
+            o = kx.learn(
+                q, s["seizures"][r, n], s["exposure"][r, n], s["h"][r, n], l1[:-1], c1[:-1], news[0][r], news[1][r]
+            )
+            for got, batch in zip(o, learned, strict=True):
+                np.testing.assert_array_equal(got, batch[r, n])
+        alone = kx.milieu_news(q, loads[r, :, :-1], caught[r, :, :-1], s["h"][r], float(n_active[r]))
+        np.testing.assert_array_equal(alone[0], news[0][r])
+        np.testing.assert_array_equal(alone[1], news[1][r])
+        # the same row as a one-row batch (take_rows), as a batch split into groups holds it
+        d2 = _decide(
+            take_rows(p, np.array([r])), take_rows(plan, np.array([r])).a0, {k: v[r : r + 1] for k, v in s.items()}
+        )
+        np.testing.assert_array_equal(d2.probs[0], dec.probs[r])
+
+
+def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:
+    p, l_max = plan.params[0], plan.l_max
+    cp = coop_params(load_scenario(f"{SCENARIOS}/baseline.yaml"))
+    s = _state(np.random.default_rng(1), (2, 3), p.n_ports)
+    dec = _decide(p, plan.a0, s)
+    g = np.zeros((2, 3, cp.n_agencies + 1))
+    i_q = t = np.zeros((2, p.n_ports))
+    with pytest.raises(ValueError, match="uniform block"):
+        kx.ship(p, dec, np.zeros((2, 3, 2 * l_max)), l_max, i_q, t, s["h"], g, cp.port_agency)
+    with pytest.raises(ValueError, match="port_agency"):
+        kx.ship(p, dec, np.zeros((2, 3, 1 + 2 * l_max)), l_max, i_q, t, s["h"], g[..., :1], cp.port_agency)
+
+
+def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
+    """Both engines' calls go to the one signature; a float32 array is refused, not compiled anew."""
+    from displacement_sim import cooperation as co
+
+    loops = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows, kx._running_sum]
+    loops += [co._intel_rows, co._take_first_rows, co._resolve_rows, mx._nested_logit_rows]
+    assert all(len(f.signatures) == 1 for f in loops)
+    with pytest.raises(TypeError, match="No matching definition"):
+        kx._running_sum(np.zeros((1, 2, 3), dtype=np.float32), np.zeros((1, 3)))

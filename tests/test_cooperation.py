@@ -23,7 +23,6 @@ from displacement_sim.cooperation import (
     coop_params,
     gather_intel,
     initial_coop_state,
-    intel_detection_term,
 )
 
 SEED = 7
@@ -95,9 +94,13 @@ def test_tips_are_worthless_when_they_arrive_after_the_container():
     intel[1, 0] = 1.0  # only NL knows network 0
     be = slow.codes.index("BE")
     be_ports = slow.port_agency == be
-    assert np.all(intel_detection_term(slow, intel)[0, be_ports] == 0.0)
-    assert np.all(intel_detection_term(fast, intel)[0, be_ports] > 0.0)
-    assert np.all(intel_detection_term(fast, intel)[0, slow.port_agency < 0] == 0.0)
+
+    def at_ports(cp):  # the intelligence term of each port's agency for network 0 (ports with none: 0)
+        return co.intel_by_agency(cp, intel)[cp.port_agency, 0]
+
+    assert np.all(at_ports(slow)[be_ports] == 0.0)
+    assert np.all(at_ports(fast)[be_ports] > 0.0)
+    assert np.all(at_ports(fast)[slow.port_agency < 0] == 0.0)
 
 
 # --- coordination ----------------------------------------------------------------------------------------

@@ -241,10 +241,25 @@ def test_probabilities_are_a_distribution(structure, lead, spread, beta, lam, se
     assert np.all(p[..., disabled] == 0.0)
 
 
-def test_exp_and_log_are_exact_at_zero_and_one() -> None:
-    """The compiled loop skips ``exp(0)`` and ``ln 1``: this platform's libm gives exactly 1 and 0 there."""
-    assert math.exp(0.0) == 1.0 and math.exp(-0.0) == 1.0 and math.log(1.0) == 0.0
-    assert np.all(np.exp(np.zeros(17)) == 1.0) and np.all(np.log(np.ones(17)) == 0.0)
+def test_one_port_nests_and_largest_terms_as_if_exp_and_log_were_called() -> None:
+    """The compiled loop skips ``exp(0)`` and ``ln 1``; the compiled ``exp`` and ``log`` give exactly 1 and 0 there.
+
+    So skipping them changes no result: a row of one-port nests equals its plain
+    multinomial logit, computed here with numba's own ``exp`` and ``log``.
+    """
+    from numba import njit
+
+    @njit
+    def exp_log(x: float) -> tuple[float, float]:
+        return math.exp(x), math.log(1.0 + x)
+
+    assert exp_log(0.0) == (1.0, 0.0) and exp_log(-0.0) == (1.0, 0.0)
+    u = np.array([[0.3, -1.2, 2.5, 0.0]])
+    order, starts, nest_of = np.arange(4), np.arange(4), np.arange(4)  # every port its own nest
+    got = mx.choice_probabilities(u, np.array([0.1]), -0.4, 1.0, 0.5, order, starts, nest_of)
+    v = np.array([0.3, -1.2, 2.5, 0.0, 0.1, -0.4])
+    want = np.exp(v - v.max()) / np.exp(v - v.max()).sum()
+    np.testing.assert_allclose(got[0], want, rtol=1e-15)
 
 
 def test_nest_arrays_out_of_range_are_refused() -> None:

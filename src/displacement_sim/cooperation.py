@@ -33,7 +33,6 @@ __all__ = [
     "gather_intel",
     "initial_coop_state",
     "intel_by_agency",
-    "intel_detection_term",
     "investigate",
     "succession",
 ]
@@ -193,11 +192,6 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     nd = intel.ndim
     g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
     return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
-
-
-def intel_detection_term(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
-    """``gamma I`` per (network, port): :func:`intel_by_agency` at each port's agency, shape ``(L, N, P)``."""
-    return np.swapaxes(intel_by_agency(cp, intel)[..., cp.port_agency, :], -1, -2)
 
 
 # --- step 7: intelligence -----------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 These functions are what both engines call: the Mesa agents with one network's
 row (shape ``(P,)``), the vectorized engine with ``(R, N, P)`` blocks. They are
-pure: arrays in, arrays out. Sums across networks go through
-:func:`sum_over_networks`, which adds in slot order, so both engines add the
+pure: arrays in, arrays out. Steps 3-6 and the week's sums run in compiled loops
+(``_decide_rows``, ``_ship_rows``, ``_learn_rows``, ``_news_rows``,
+``_totals_rows``; one typed version each, :mod:`displacement_sim._jit`) over
+(row, network) pairs, calling the elementwise equations of :mod:`mechanics`; a
+Mesa agent's row is one row of one network. Every sum across networks adds in
+slot order (a running sum, as :func:`sum_over_networks`), so both engines add the
 same numbers in the same order.
 """
 
@@ -26,7 +30,6 @@ __all__ = [
     "Decision",
     "allocate",
     "decide",
-    "detection_by_alternative",
     "initial_networks",
     "learn",
     "recent_seizures",
@@ -221,7 +224,7 @@ def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
-    """A value per network (or one for all) as a C-ordered array ``(rows, networks)`` (a view where possible)."""
+    """A value per network (or one for all) as a writable C-ordered array ``(rows, networks)``, a view if possible."""
     if (
         isinstance(x, np.ndarray)
         and x.dtype == dtype
@@ -230,6 +233,8 @@ def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = n
         and x.flags.writeable
     ):
         return x.reshape(rn)
+    if np.ndim(x) > len(lead):
+        raise ValueError(f"a value per network of shape {np.shape(x)} for networks of shape {lead}")
     return np.require(np.broadcast_to(np.asarray(x, dtype=dtype), lead), requirements=["C", "W"]).reshape(rn)
 
 
@@ -329,6 +334,11 @@ def ship(
     load at its alternative only.
     """
     n_ports, lead = h.shape[-1], h.shape[:-1]
+    # the compiled loop reads without bounds checks: check the widths it relies on
+    if u.shape[-1] < 1 + 2 * l_max:
+        raise ValueError(f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {1 + 2 * l_max})")
+    if len(port_agency) != n_ports or np.max(port_agency, initial=-1) >= g.shape[-1] - 1:
+        raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
     rn = _rows_networks(lead)
     n_rep = rn[0]
     loads, caught = np.zeros((*rn, n_ports + 1)), np.zeros((*rn, n_ports + 1))
@@ -392,23 +402,6 @@ def held_kg(capacity: np.ndarray, shipped: np.ndarray) -> np.ndarray:
     return capacity - shipped
 
 
-def detection_by_alternative(
-    p: Params, i_q: np.ndarray, t: np.ndarray, h: np.ndarray, gamma_intel: np.ndarray | float = 0.0
-) -> np.ndarray:
-    """Seizure probability of a load at each port and elsewhere (last axis ``P + 1``)."""
-    cd = rank(h)
-    per_port = mx.detection_probability(i_q, at(p.kappa, cd), h, t, gamma_intel)
-    return _with_elsewhere(per_port, at(p.elsewhere_detection, cd - 1))
-
-
-def _with_elsewhere(per_port: np.ndarray, elsewhere: float) -> np.ndarray:
-    """Append the elsewhere alternative's value to a per-port array (last axis)."""
-    out = np.empty((*per_port.shape[:-1], per_port.shape[-1] + 1))
-    out[..., :-1] = per_port
-    out[..., -1] = elsewhere
-    return out
-
-
 # --- learning -------------------------------------------------------------------------------------
 
 
@@ -459,11 +452,6 @@ def _learn_rows(
                 new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp, o, news_exposure[r, j])
                 used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
                 new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
-
-
-def own_exposure(p: Params, own_loads: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Exposure a network's own loads add (:func:`mechanics.own_exposure`), for any leading shape."""
-    return mx.own_exposure(own_loads, at(p.kappa, rank(h)), h)
 
 
 def milieu_news(

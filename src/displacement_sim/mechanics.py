@@ -232,7 +232,7 @@ def detection_probability(i_q, kappa, h, t, gamma_intel):
 
 
 # The elementwise equations below are numba ufuncs: called with arrays they broadcast like
-# numpy's arithmetic (the Mesa agents, tests), and the compiled week loops of ``kernel``
+# numpy's arithmetic (numpy code, tests), and the compiled week loops of ``kernel``
 # call the same functions on numbers, so both engines compute with one definition.
 
 
@@ -277,9 +277,9 @@ def choice_probabilities(
     ``u_elsewhere`` has the leading shape ``u_ports.shape[:-1]``. ``beta``,
     ``nest_lambda`` and ``u_hold`` are each a float or an array that broadcasts
     against the leading shape (e.g. ``(R, 1)`` against ``(R, N)``: one value per
-    replication). Each row is computed by the same compiled loop
-    (:func:`_nested_logit_rows`), so a row gives the same bits alone (the Mesa
-    engine's single rows) or in a block (the vectorized engine).
+    replication). Each row is computed by the same compiled row function
+    (:func:`nested_logit_row`), so a row gives the same bits alone or in a block;
+    the engines call that function from ``kernel.decide``'s compiled loop.
     """
     lead, n_ports = u_ports.shape[:-1], u_ports.shape[-1]
     n_rows = math.prod(lead)
@@ -366,8 +366,9 @@ def effective_load(m: np.ndarray, zeta: float, floor: float, probs: np.ndarray, 
     """Load splitting: ``m_eff = m max(1 - zeta sum_p pi_p rho_eff_p, floor)``.
 
     ``probs`` and ``risk`` run over the alternatives that carry risk (ports and elsewhere).
+    The sum runs left to right (a running sum), as in ``kernel.decide``'s compiled loop.
     """
-    return split_load(m, zeta, floor, np.sum(probs * risk, axis=-1))
+    return split_load(m, zeta, floor, np.cumsum(probs * risk, axis=-1)[..., -1])
 
 
 @vectorize(cache=CACHE)

@@ -10,9 +10,10 @@ must be the same for every point (:func:`structure_key` groups points by it).
 
 A shared field keeps its plain value (a float, or an array over ports or
 agencies), exactly as in a single run; a per-row field has one more leading
-axis (``(B,)`` for a number, ``(B, P)`` for a port array). The engines read row
-fields through :func:`at`, which inserts the singleton axes that make a per-row
-value broadcast against ``(B, N, P)``-shaped state. Arithmetic is elementwise,
+axis (``(B,)`` for a number, ``(B, P)`` for a port array). The numpy code reads
+row fields through :func:`at`, which inserts the singleton axes that make a
+per-row value broadcast against ``(B, N, P)``-shaped state; the compiled loops
+through :func:`per_row`, one value (or port array) per row. Arithmetic is elementwise,
 so a row computes with exactly the numbers of its own point: a point's results
 do not depend on which points share its batch (``tests/test_batched_points.py``).
 """

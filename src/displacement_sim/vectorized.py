@@ -10,12 +10,12 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 1. interventions: switch to the parameters of the phase in force;
 2. allocation: each agency (or pooled joint unit) spreads its budget on its review weeks;
 3. risk perception and 4. port choice (``kernel.decide``);
-5. shipments and detection, load by load (``_ship``);
+5. shipments and detection, load by load (``kernel.ship``);
 6. learning and insider access (``kernel.learn``);
 7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
-10. record (``_record``).
+10. record (``kernel.week_record``).
 """
 
 from __future__ import annotations

@@ -225,16 +225,12 @@ def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
 
 def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
     """A value per network (or one for all) as a writable C-ordered array ``(rows, networks)``, a view if possible."""
-    if (
-        isinstance(x, np.ndarray)
-        and x.dtype == dtype
-        and x.shape == lead
-        and x.flags.c_contiguous
-        and x.flags.writeable
-    ):
-        return x.reshape(rn)
-    if np.ndim(x) > len(lead):
+    if getattr(x, "ndim", 0) > len(lead):
         raise ValueError(f"a value per network of shape {np.shape(x)} for networks of shape {lead}")
+    if not lead:  # one Mesa agent: a fresh 1 x 1 array (cheap)
+        return np.array(x, dtype=dtype).reshape(rn)
+    if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
+        return np.require(x, requirements=["W"]).reshape(rn)  # a view unless read-only
     return np.require(np.broadcast_to(np.asarray(x, dtype=dtype), lead), requirements=["C", "W"]).reshape(rn)
 
 

@@ -257,3 +257,21 @@ def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
     assert all(len(f.signatures) == 1 for f in loops)
     with pytest.raises(TypeError, match="No matching definition"):
         kx._running_sum(np.zeros((1, 2, 3), dtype=np.float32), np.zeros((1, 3)))
+
+
+def test_cache_directory_follows_the_source_and_falls_back(tmp_path, monkeypatch) -> None:
+    """Keyed by a hash of the compiled modules; NUMBA_CACHE_DIR first; None when nothing is writable."""
+    from displacement_sim import _jit
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    first = _jit.cache_dir()
+    assert first is not None and first.parent == tmp_path and first.name.startswith("displacement-sim-")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(blocked))
+    fallback = _jit.cache_dir()
+    assert fallback is not None and blocked not in fallback.parents  # the next writable place
+    monkeypatch.setattr(_jit, "_writable", lambda path: False)
+    assert _jit.cache_dir() is None
+    monkeypatch.setattr(_jit, "_SOURCES", ("no-such-module.py",))
+    assert _jit._source_digest() is None

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -41,14 +42,24 @@ def _writable(path: Path) -> bool:
     return True
 
 
+def _source_digest() -> str | None:
+    try:
+        return hashlib.sha256(b"".join((_HERE / name).read_bytes() for name in _SOURCES)).hexdigest()[:16]
+    except OSError:  # no source files beside the package (a frozen install): nothing to key a cache on
+        return None
+
+
 def cache_dir() -> Path | None:
     """Where the compiled loops are cached (None: nowhere writable, compile in memory)."""
-    digest = hashlib.sha256(b"".join((_HERE / name).read_bytes() for name in _SOURCES)).hexdigest()[:16]
+    digest = _source_digest()
+    if digest is None:
+        return None
     candidates = []
     if os.environ.get("NUMBA_CACHE_DIR"):
         candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / f"displacement-sim-{digest}")
     candidates.append(_HERE / "__pycache__" / f"numba-{digest}")
-    candidates.append(Path.home() / ".cache" / "displacement-sim" / f"numba-{digest}")
+    with contextlib.suppress(RuntimeError):  # no home directory: no such candidate
+        candidates.append(Path.home() / ".cache" / "displacement-sim" / f"numba-{digest}")
     return next((path for path in candidates if _writable(path)), None)
 
 

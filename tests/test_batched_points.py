@@ -189,14 +189,12 @@ def test_a_batch_too_large_is_split_by_points(monkeypatch) -> None:
         assert_same_result(a, b)
 
 
-JOINT_BASE = {
+JOINT_BASE = {  # BASE with 60 slots, a joint strategy, joint teams, a delay, succession and intel gains
+    **BASE,
     "name": "all_rows",
-    "weeks": 60,
-    "warmup_weeks": 10,
     "networks": {"n_slots": 60, "hvt_share": 0.5},
     "enforcement": {
-        "BE": {"budget": 100, "rule": "threat", "case_units": 3, "open_rate": 3.0, "dur_weeks": 5},
-        "NL": {"budget": 80, "rule": "reactive", "case_units": 3, "open_rate": 3.0, "dur_weeks": 5},
+        **BASE["enforcement"],
         "joint_strategy": {"members": ["BE", "NL"], "budget": 60, "anticipation": 0.5},
         "hvt": {"coordination": "joint_team", "jit_setup_weeks": 2},
         "info_exchange": {"delay_weeks": 2},

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numba import float64, int64, njit, void
@@ -23,7 +22,7 @@ from numba import float64, int64, njit, void
 from . import mechanics as mx
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2
 from .params import AgencyParams, NetworkParams, Params
-from .rows import at, per_row, rank
+from .rows import at, per_network, per_row, rank
 from .streams import INIT_COLUMNS
 
 __all__ = [
@@ -186,7 +185,7 @@ def decide(
     m_eff, mean_loads = np.empty(rn), np.empty(rn)
     pr = _param_rows(p, n_rep)
     cells = [np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h)]
-    nets = [_per_net(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))]
+    nets = [per_network(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))]
     _decide_rows(
         per_row(a0, n_rep, n_ports),
         pr["cost"],
@@ -195,7 +194,7 @@ def decide(
         *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
         *cells,
         *nets,
-        _per_net(alive, lead, rn, bool),
+        per_network(alive, lead, rn, bool),
         float(supply),
         p.nest_order,
         p.nest_of,
@@ -221,17 +220,6 @@ def _rows_networks(lead: tuple[int, ...]) -> tuple[int, int]:
     """
     n_rep = lead[0] if lead else 1
     return n_rep, math.prod(lead[1:])
-
-
-def _per_net(x: Any, lead: tuple[int, ...], rn: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
-    """A value per network (or one for all) as a writable C-ordered array ``(rows, networks)``, a view if possible."""
-    if getattr(x, "ndim", 0) > len(lead):
-        raise ValueError(f"a value per network of shape {np.shape(x)} for networks of shape {lead}")
-    if not lead:  # one Mesa agent: a fresh 1 x 1 array (cheap)
-        return np.array(x, dtype=dtype).reshape(rn)
-    if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
-        return np.require(x, requirements=["W"]).reshape(rn)  # a view unless read-only
-    return np.require(np.broadcast_to(np.asarray(x, dtype=dtype), lead), requirements=["C", "W"]).reshape(rn)
 
 
 # Parameters the compiled loops read, one row per batch row: built once per (Params, rows).
@@ -337,18 +325,19 @@ def ship(
         raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
     rn = _rows_networks(lead)
     n_rep = rn[0]
+    pr = _param_rows(p, n_rep)
     loads, caught = np.zeros((*rn, n_ports + 1)), np.zeros((*rn, n_ports + 1))
     _ship_rows(
         np.reshape(u, (*rn, u.shape[-1])),
-        _per_net(dec.mean_loads, lead, rn),
+        per_network(dec.mean_loads, lead, rn),
         np.reshape(dec.cum_ship, (*rn, n_ports + 1)),
         per_row(i_q, n_rep, n_ports),
         per_row(t, n_rep, n_ports),
         np.reshape(h, (*rn, n_ports)),
         np.reshape(g, (*rn, g.shape[-1])),
         np.where(port_agency < 0, g.shape[-1] - 1, port_agency),
-        _param_rows(p, n_rep)["kappa"],
-        _param_rows(p, n_rep)["elsewhere_detection"],
+        pr["kappa"],
+        pr["elsewhere_detection"],
         l_max,
         loads,
         caught,

@@ -26,6 +26,7 @@ from numba import int64, njit, vectorize, void
 from scipy.special import ndtri
 
 from ._jit import CACHE, F1, F2, I1
+from .rows import per_network
 
 __all__ = [
     "allocation_weights",
@@ -283,7 +284,8 @@ def choice_probabilities(
     """
     lead, n_ports = u_ports.shape[:-1], u_ports.shape[-1]
     n_rows = math.prod(lead)
-    rows = [_row_values(x, lead, n_rows) for x in (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)]
+    per_row = (beta / nest_lambda, nest_lambda, beta * u_elsewhere, beta * u_hold)
+    rows = [per_network(x, lead, (n_rows,)) for x in per_row]
     out = np.empty((*lead, n_ports + 2))
     _nested_logit_rows(
         np.require(u_ports, np.float64, ["C", "W"]).reshape(n_rows, n_ports),
@@ -294,11 +296,6 @@ def choice_probabilities(
         out.reshape(n_rows, n_ports + 2),
     )
     return out
-
-
-def _row_values(x: float | np.ndarray, lead: tuple[int, ...], n_rows: int) -> np.ndarray:
-    """A float or an array that broadcasts against ``lead``, as one writable float per row."""
-    return np.require(np.broadcast_to(np.asarray(x, dtype=np.float64), lead), requirements=["C", "W"]).reshape(n_rows)
 
 
 @njit(cache=CACHE, nogil=True)

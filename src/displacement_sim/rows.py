@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_FIELDS", "NotBatchable", "at", "per_row", "rank", "stack", "structure_key", "take_rows"]
+__all__ = ["ROW_FIELDS", "NotBatchable", "at", "per_network", "per_row", "rank", "stack", "structure_key", "take_rows"]
 
 
 class NotBatchable(ValueError):
@@ -125,6 +125,20 @@ def per_row(x: Any, n_rows: int, *trailing: int) -> np.ndarray:
         if n_rows == 1 and x.shape == shape[1:]:
             return x.reshape(shape)
     return np.require(np.broadcast_to(np.asarray(x, dtype=np.float64), shape), requirements=["C", "W"])
+
+
+def per_network(x: Any, lead: tuple[int, ...], shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """A value per network (or one for all) with leading shape ``lead``, as a writable C-ordered array of ``shape``.
+
+    ``shape`` is ``lead`` flattened for a compiled loop (e.g. ``(rows, networks)``); a view where possible.
+    """
+    if getattr(x, "ndim", 0) > len(lead):
+        raise ValueError(f"a value per network of shape {np.shape(x)} for networks of shape {lead}")
+    if not lead:  # one Mesa agent: a fresh array of one value (cheap)
+        return np.array(x, dtype=dtype).reshape(shape)
+    if isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == lead and x.flags.c_contiguous:
+        return np.require(x, requirements=["W"]).reshape(shape)  # a view unless read-only
+    return np.require(np.broadcast_to(np.asarray(x, dtype=dtype), lead), requirements=["C", "W"]).reshape(shape)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -186,9 +186,9 @@ class _Group:
         events["successors"] = successor.sum(axis=1).astype(float)
         events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
-        traded = (m_week, rate_week, active)
-        ends = (st.alive, st.rates, events)
-        rec = kx.week_record(p, cp, st.coop, supply, loads, caught, dec.m_eff, *traded, *ends)
+        rec = kx.week_record(
+            p, cp, st.coop, supply, loads, caught, dec.m_eff, m_week, rate_week, active, st.alive, st.rates, events
+        )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         return rec
 

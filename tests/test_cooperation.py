@@ -471,3 +471,123 @@ def test_resolve_equals_the_numpy_equations(seed: int, lead: tuple[int, ...], n_
     for k in ev_a:
         np.testing.assert_array_equal(ev_a[k], ev_b[k], err_msg=k)
     assert not np.array_equal(st_b.case_on, before)  # cases ended this week: the check is not vacuous
+
+
+def _nexus_reference(cp, st):
+    """The original numpy ``nexus`` and ``_shared``, verbatim."""
+    landed_total = st.landed.sum(axis=-2, keepdims=True)
+    landed_share = np.where(landed_total > 0, st.landed / np.where(landed_total > 0, landed_total, 1.0), 0.0)
+    a = cp.n_agencies
+    home = (st.home_agency[..., None, :] == np.arange(a)[:, None]).astype(float)
+    intel_total = st.intel.sum(axis=-2, keepdims=True)
+    evidence = np.where(intel_total > 0, st.intel / np.where(intel_total > 0, intel_total, 1.0), 0.0)
+    w = cp.nexus_weights
+    total = w.sum()
+    involved = (st.landed > co.SHARED_LANDED_MIN) | (st.home_agency[..., None, :] == np.arange(a)[:, None])
+    if total == 0:
+        return np.zeros_like(st.intel), involved.sum(axis=-2) >= 2
+    return (w[0] * landed_share + w[1] * home + w[2] * evidence) / total, involved.sum(axis=-2) >= 2
+
+
+def _open_cases_reference(cp, st, week, u_open, u_dur, alive, hvt, ev) -> None:
+    """The original numpy ``_open_cases`` (whole arrays), verbatim."""
+    nx, shared = _nexus_reference(cp, st)
+    rule = co.COORDINATION[cp.coordination]
+    for a in range(cp.n_agencies):
+        hazard = 1.0 - np.exp(-co.at(cp.open_rate[..., a], alive.ndim) * st.intel[..., a, :] * nx[..., a, :])
+        free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
+        candidate = alive & hvt & ~st.case_on[..., a, :]
+        ctx = co.ModeContext(cp, st, a, week, nx, shared)
+        want = candidate & rule(ctx) & (u_open[..., a, :] < hazard)
+        priority = u_open[..., a, :] / np.where(hazard > 0, hazard, 1.0)
+        opened = co._take_first(want, priority, free)
+        joint = np.zeros_like(opened)
+        before = st.case_on.copy()
+        if cp.coordination == "joint_team":
+            joint = co._form_joint_teams(cp, st, a, opened & shared)
+        new = np.nonzero(opened)
+        u_new = u_dur[..., a, :][new]
+        dur = co.mx.geometric_from_uniform(u_new, cp.dur_weeks[a])
+        waiting = round(cp.requests_per_case * cp.delay_weeks)
+        dur = np.where(shared[new], dur + waiting, dur)
+        if cp.coordination == "joint_team":
+            jit_duration = co.mx.geometric_from_uniform(u_new, cp.dur_weeks[a] * cp.jit_duration_factor)
+            dur = np.where(joint[new], cp.jit_setup_weeks + jit_duration, dur)
+        duration = np.zeros(opened.shape, dtype=np.int64)
+        duration[new] = dur
+        start_work = np.where(joint, week + cp.jit_setup_weeks, week)
+        members = np.zeros_like(st.case_on)
+        members[..., a, :] = opened
+        members |= st.case_on & ~before
+        st.case_on |= members
+        st.t_case_start = np.where(members, week, st.t_case_start)
+        st.t_case_end = np.where(members, week + duration[..., None, :], st.t_case_end)
+        st.t_case_active = np.where(members, start_work[..., None, :], st.t_case_active)
+        st.case_joint[..., a, :] |= joint
+        ev["cases_opened"][..., a] += opened.sum(axis=-1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    lead=st.sampled_from([(), (5,)]),
+    n_agencies=st.sampled_from([2, 3]),
+    mode=st.sampled_from(sorted(co.COORDINATION)),
+    weights=st.sampled_from([(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (2.0, 0.0, 0.5)]),
+)
+def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, mode, weights) -> None:
+    """Opening cases (every coordination mode, joint teams, busy units) as the original whole-array code, bit for bit."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base,
+        codes=tuple(f"C{i}" for i in range(n_agencies)),
+        case_units=rng.integers(1, 6, n_agencies),
+        open_rate=rng.uniform(0.5, 3.0, n_agencies),
+        dur_weeks=rng.uniform(2.0, 30.0, n_agencies),
+        coordination=mode,
+        delay_weeks=int(rng.integers(0, 8)),
+        requests_per_case=float(rng.uniform(0.0, 3.0)),
+        nexus_weights=np.array(weights),
+    )
+    n, week = 40, 30
+    home = rng.choice(np.array([f"C{i}" for i in range(n_agencies)] + ["CO"]), (*lead, n))
+    st_a = initial_coop_state(cp, lead, n, home, np.ones((*lead, n)))
+    shape = st_a.case_on.shape
+    st_a.intel = np.where(rng.random(shape) < 0.2, 0.0, rng.random(shape))
+    st_a.landed = np.where(rng.random(shape) < 0.3, 0.0, rng.exponential(1.0, shape))
+    st_a.case_on = rng.random(shape) < 0.15
+    st_a.t_case_start = np.where(st_a.case_on, rng.integers(0, week, shape), -1)
+    st_a.t_case_end = np.where(st_a.case_on, week + rng.integers(1, 9, shape), -1)
+    st_a.t_case_active = st_a.t_case_start.copy()
+    st_b = copy.deepcopy(st_a)
+    alive = rng.random((*lead, n)) < 0.9
+    hvt = rng.random((*lead, n)) < 0.6
+    u_open, u_dur = rng.random(shape), rng.random(shape)
+
+    def events():
+        return {"cases_opened": np.zeros((*lead, n_agencies))}
+
+    np.testing.assert_array_equal(co.nexus(cp, st_a), _nexus_reference(cp, st_a)[0])
+    np.testing.assert_array_equal(co._shared(cp, st_a), _nexus_reference(cp, st_a)[1])
+    ev_a, ev_b = events(), events()
+    co._open_cases(cp, st_a, week, u_open, u_dur, alive, hvt, ev_a)
+    _open_cases_reference(cp, st_b, week, u_open, u_dur, alive, hvt, ev_b)
+    for name in ("case_on", "case_joint", "t_case_start", "t_case_end", "t_case_active"):
+        np.testing.assert_array_equal(getattr(st_a, name), getattr(st_b, name), err_msg=name)
+    np.testing.assert_array_equal(ev_a["cases_opened"], ev_b["cases_opened"])
+
+
+def test_the_open_cases_reference_test_is_not_vacuous() -> None:
+    """The random states of the test above do open cases, joint teams among them."""
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(base, codes=("C0", "C1"), coordination="joint_team", open_rate=np.array([3.0, 3.0]))
+    rng = np.random.default_rng(1)
+    n = 40
+    st_a = initial_coop_state(cp, (5,), n, rng.choice(np.array(["C0", "C1"]), (5, n)), np.ones((5, n)))
+    st_a.intel = rng.random(st_a.intel.shape)
+    st_a.landed = rng.exponential(1.0, st_a.landed.shape)
+    ev = {"cases_opened": np.zeros((5, 2))}
+    co._open_cases(cp, st_a, 30, rng.random(st_a.intel.shape), rng.random(st_a.intel.shape), np.ones((5, n), bool),
+                   np.ones((5, n), bool), ev)
+    assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numba import int64, njit, void
+from numba import float64, int64, njit, void
 
 from . import mechanics as mx
 from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3
@@ -218,10 +218,12 @@ def gather_intel(
     rows = math.prod(lead)
     gains = [per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)]
     intel = np.empty((rows, n_agencies, n_net))
+    landed = np.empty((rows, n_agencies, n_net))
     st.pending = np.ascontiguousarray(st.pending)  # so that the reshape below is a view, updated in place
     pending = st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net)
     _intel_rows(
         np.reshape(seized, (rows, n_net, -1)),
+        np.reshape(loads, (rows, n_net, -1)),
         np.asarray(cp.port_agency, dtype=np.int64),
         st.case_on.reshape(rows, n_agencies, n_net),
         st.t_case_active.reshape(rows, n_agencies, n_net),
@@ -233,9 +235,13 @@ def gather_intel(
         week % PENDING_WEEKS,
         week,
         *gains,
+        st.landed.reshape(rows, n_agencies, n_net),
+        per_row(cp.memory, rows),
         intel,
+        landed,
     )
     st.intel = intel.reshape(st.intel.shape)
+    st.landed = landed.reshape(st.landed.shape)
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
@@ -248,15 +254,23 @@ def gather_intel(
                 partners = st.case_joint & st.case_joint[..., agency : agency + 1, :]  # members of its joint cases
                 rows = st.case_on & due[..., None, :] & (own_row | partners)
                 st.t_case_end = np.where(rows, week, st.t_case_end)
-    st.landed = at(cp.memory, st.landed.ndim) * st.landed + np.swapaxes(loads @ cp.port_onehot, -1, -2)
 
 
-@njit(void(F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64, F1, F1, F1, F1, F1, F3), cache=CACHE, nogil=True)
+_INTEL_TYPES = (
+    F3, F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64,  # seized, loads, ports, cases, networks, intel, pending
+    F1, F1, F1, F1, F1, F3, F1, F3, F3,  # gains, share, decay; landed, memory; outputs
+)  # fmt: skip
+
+
+@njit(void(*_INTEL_TYPES), cache=CACHE, nogil=True)
 def _intel_rows(
-    seized, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
-    gain_seizure, gain_case, gain_home, share, decay, out,
+    seized, loads, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
+    gain_seizure, gain_case, gain_home, share, decay, landed, memory, out, out_landed,
 ):  # fmt: skip
-    """:func:`gather_intel` without shocks, per row, agency and network (``pending`` updated in place)."""
+    """:func:`gather_intel` without shocks, per row, agency and network (``pending`` updated in place).
+
+    Also the loads landed in each agency's ports, decaying like evidence: ``memory x landed + loads``.
+    """
     n_rows, n_agencies, n_net = intel.shape
     own = np.empty(n_agencies)
     for r in range(n_rows):
@@ -264,9 +278,12 @@ def _intel_rows(
             total = 0.0
             for a in range(n_agencies):
                 by_agency = 0.0  # seizures in the agency's ports, in port order (whole numbers: exact)
+                landed_now = 0.0  # and loads
                 for p in range(seized.shape[2]):
                     if port_agency[p] == a:
                         by_agency += seized[r, n, p]
+                        landed_now += loads[r, n, p]
+                out_landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now
                 working = case_on[r, a, n] and week >= t_active[r, a, n]
                 domestic = alive[r, n] and home[r, n] == a
                 own[a] = min(1.0, gain_seizure[r] * by_agency + gain_case[r] * working + gain_home[r] * domestic)
@@ -285,17 +302,7 @@ def _intel_rows(
 
 def nexus(cp: CoopParams, st: CoopState) -> np.ndarray:
     """Eurojust criteria as a weighted mean of three shares: loads landed, home, evidence (intel)."""
-    landed_total = st.landed.sum(axis=-2, keepdims=True)
-    landed_share = np.where(landed_total > 0, st.landed / np.where(landed_total > 0, landed_total, 1.0), 0.0)
-    a = cp.n_agencies
-    home = (st.home_agency[..., None, :] == np.arange(a)[:, None]).astype(float)
-    intel_total = st.intel.sum(axis=-2, keepdims=True)
-    evidence = np.where(intel_total > 0, st.intel / np.where(intel_total > 0, intel_total, 1.0), 0.0)
-    w = cp.nexus_weights
-    total = w.sum()
-    if total == 0:
-        return np.zeros_like(st.intel)
-    return (w[0] * landed_share + w[1] * home + w[2] * evidence) / total
+    return _nexus_and_shared(cp, st)[0]
 
 
 def _shared(cp: CoopParams, st: CoopState) -> np.ndarray:
@@ -304,10 +311,52 @@ def _shared(cp: CoopParams, st: CoopState) -> np.ndarray:
     "Land in" means a decaying count of recent loads above ``SHARED_LANDED_MIN``, so a network
     that stopped using a country's ports stops being that country's target after a while.
     """
-    a = cp.n_agencies
-    home = st.home_agency[..., None, :] == np.arange(a)[:, None]
-    involved = (st.landed > SHARED_LANDED_MIN) | home
-    return involved.sum(axis=-2) >= 2
+    return _nexus_and_shared(cp, st)[1]
+
+
+def _nexus_and_shared(cp: CoopParams, st: CoopState) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nexus` ``(L, A, N)`` and :func:`_shared` ``(L, N)`` in one compiled pass."""
+    lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
+    rows = math.prod(lead)
+    out, shared = np.empty((rows, n_agencies, n_net)), np.empty((rows, n_net), dtype=np.bool_)
+    _nexus_rows(
+        np.ascontiguousarray(st.landed).reshape(rows, n_agencies, n_net),
+        np.ascontiguousarray(st.intel).reshape(rows, n_agencies, n_net),
+        np.ascontiguousarray(st.home_agency).reshape(rows, n_net),
+        np.asarray(cp.nexus_weights, dtype=np.float64),
+        SHARED_LANDED_MIN,
+        out,
+        shared,
+    )
+    return out.reshape(st.intel.shape), shared.reshape(st.home_agency.shape)
+
+
+@njit(void(F3, F3, I2, F1, float64, F3, B2), cache=CACHE, nogil=True)
+def _nexus_rows(landed, intel, home, w, landed_min, out, shared):
+    """Per (row, network): each agency's nexus ``(w0 landed share + w1 home + w2 evidence share) / sum w``.
+
+    A share is 0 when its total over agencies is 0; totals add agencies in code order.
+    ``shared``: loads landed above ``landed_min`` in, or home in, at least two agencies.
+    """
+    n_rows, n_agencies, n_net = intel.shape
+    total_w = w[0] + w[1] + w[2]
+    for r in range(n_rows):
+        for n in range(n_net):
+            landed_total, intel_total = 0.0, 0.0
+            involved = 0
+            for a in range(n_agencies):
+                landed_total += landed[r, a, n]
+                intel_total += intel[r, a, n]
+                involved += landed[r, a, n] > landed_min or home[r, n] == a
+            shared[r, n] = involved >= 2
+            for a in range(n_agencies):
+                if total_w == 0:
+                    out[r, a, n] = 0.0
+                    continue
+                landed_share = landed[r, a, n] / landed_total if landed_total > 0 else 0.0
+                evidence = intel[r, a, n] / intel_total if intel_total > 0 else 0.0
+                at_home = 1.0 if home[r, n] == a else 0.0
+                out[r, a, n] = (w[0] * landed_share + w[1] * at_home + w[2] * evidence) / total_w
 
 
 def _known_partner_case(cp: CoopParams, st: CoopState, a: int, week: int) -> np.ndarray:
@@ -515,30 +564,36 @@ def _open_cases(
     lasts ``round(requests_per_case x delay_weeks)`` weeks longer (waiting for the partner's
     answers); a joint team needs no requests but starts after ``jit_setup_weeks``.
     """
-    nx = nexus(cp, st)
-    shared = _shared(cp, st)
+    nx, shared = _nexus_and_shared(cp, st)
     rule = COORDINATION[cp.coordination]
+    joint_mode = cp.coordination == "joint_team"
+    # a national case on a cross-border target waits for the partner's answers
+    waiting = round(cp.requests_per_case * cp.delay_weeks)
     for a in range(cp.n_agencies):
-        hazard = 1.0 - np.exp(-at(cp.open_rate[..., a], alive.ndim) * st.intel[..., a, :] * nx[..., a, :])
         free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
         candidate = alive & hvt & ~st.case_on[..., a, :]
         ctx = ModeContext(cp, st, a, week, nx, shared)
-        want = candidate & rule(ctx) & (u_open[..., a, :] < hazard)
-        priority = u_open[..., a, :] / np.where(hazard > 0, hazard, 1.0)
+        # the hazard and the draw only where a case may open (an index list: few high-value targets)
+        cand = np.nonzero(candidate & rule(ctx))
+        rate = np.broadcast_to(at(cp.open_rate[..., a], alive.ndim), alive.shape)[cand]
+        hazard = 1.0 - np.exp(-rate * st.intel[..., a, :][cand] * nx[..., a, :][cand])
+        u = u_open[..., a, :][cand]
+        want = np.zeros(alive.shape, dtype=bool)
+        want[cand] = u < hazard
+        priority = np.zeros(alive.shape)
+        priority[cand] = u / np.where(hazard > 0, hazard, 1.0)
         opened = _take_first(want, priority, free)
-        joint = np.zeros_like(opened)
-        before = st.case_on.copy()
-        if cp.coordination == "joint_team":
-            joint = _form_joint_teams(cp, st, a, opened & shared)
-        # durations of the new cases only (a short index list; partners enlisted in a
-        # joint team share its network's duration)
+        ev["cases_opened"][..., a] += opened.sum(axis=-1)
+        if not opened.any():
+            continue
+        before = st.case_on.copy() if joint_mode else None
+        joint = _form_joint_teams(cp, st, a, opened & shared) if joint_mode else np.zeros_like(opened)
+        # durations of the new cases only (partners enlisted in a joint team share its network's duration)
         new = np.nonzero(opened)
         u_new = u_dur[..., a, :][new]
         dur = mx.geometric_from_uniform(u_new, cp.dur_weeks[a])
-        # a national case on a cross-border target waits for the partner's answers
-        waiting = round(cp.requests_per_case * cp.delay_weeks)
         dur = np.where(shared[new], dur + waiting, dur)
-        if cp.coordination == "joint_team":
+        if joint_mode:
             jit_duration = mx.geometric_from_uniform(u_new, cp.dur_weeks[a] * cp.jit_duration_factor)
             dur = np.where(joint[new], cp.jit_setup_weeks + jit_duration, dur)
         duration = np.zeros(opened.shape, dtype=np.int64)
@@ -546,13 +601,15 @@ def _open_cases(
         start_work = np.where(joint, week + cp.jit_setup_weeks, week)
         members = np.zeros_like(st.case_on)
         members[..., a, :] = opened
-        members |= st.case_on & ~before  # the partners _form_joint_teams just enlisted
-        st.case_on |= members
-        st.t_case_start = np.where(members, week, st.t_case_start)
-        st.t_case_end = np.where(members, week + duration[..., None, :], st.t_case_end)
-        st.t_case_active = np.where(members, start_work[..., None, :], st.t_case_active)
+        if joint_mode:
+            members |= st.case_on & ~before  # the partners _form_joint_teams just enlisted
+        cells = np.nonzero(members)  # (lead..., agency, slot) of every new member's case
+        net = (*cells[:-2], cells[-1])
+        st.case_on[cells] = True
+        st.t_case_start[cells] = week
+        st.t_case_end[cells] = week + duration[net]
+        st.t_case_active[cells] = start_work[net]
         st.case_joint[..., a, :] |= joint
-        ev["cases_opened"][..., a] += opened.sum(axis=-1)
 
 
 def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ __all__ = [
     "recent_seizures",
     "ship",
     "sum_over_networks",
+    "trade",
 ]
 
 
@@ -248,6 +249,48 @@ def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     return rows
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _decide_row(r, cr, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads):
+    """Steps 3-4 for the networks of row ``r``: the equations of :mod:`mechanics` on numbers.
+
+    ``rows`` are the per-row parameters and ``nets`` the per-network arrays of
+    :func:`_decide_rows` (tuples: numba inlines calls of at most 30 arguments).
+    ``probs`` and ``cum_ship`` are written at row ``cr`` (a scratch row in
+    :func:`_trade_rows`); ``work``, ``utility`` and ``risk`` are scratch arrays.
+    """
+    a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor = rows
+    seizures, exposure, h, lam, m, rate, u_else, alive = nets
+    n_net, n_ports = seizures.shape[1], seizures.shape[2]
+    for n in range(n_net):
+        for j in range(n_ports):
+            rho = mx.perceived_risk(a0[r, j], b0[r], seizures[r, n, j], exposure[r, n, j])
+            risk[j] = mx.effective_risk(rho, kappa[r], h[r, n, j])
+            utility[j] = mx.port_utility(
+                margin[r], lam[r, n], risk[j], cost[r, j], setup[r], h[r, n, j], phi[r], log_at_risk[j]
+            )
+        risk[n_ports] = e_det[r]
+        row = probs[cr, n]
+        coef = beta[r] / nest_lambda[r]
+        v_else, v_hold = beta[r] * u_else[r, n], beta[r] * hold[r]
+        mx.nested_logit_row(utility, coef, nest_lambda[r], v_else, v_hold, order, nest_of, work, row)
+        exposed = 0.0
+        for j in range(n_ports + 1):
+            exposed += row[j] * risk[j]
+        m_eff[r, n] = mx.split_load(m[r, n], zeta[r], floor[r], exposed)
+        if alive[r, n]:
+            mean_loads[r, n] = mx.expected_loads(supply, rate[r, n], m[r, n], m_eff[r, n], row[n_ports + 1])
+        else:
+            mean_loads[r, n] = 0.0
+        # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
+        # and an alternative of probability 0 at the end can never be drawn
+        total = 0.0
+        for j in range(n_ports + 1):
+            total += row[j]
+            cum_ship[cr, n, j] = total
+        for j in range(n_ports + 1):
+            cum_ship[cr, n, j] = cum_ship[cr, n, j] / total if total > 0 else 1.0
+
+
 _DECIDE_TYPES = (
     F2, F2, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1, F1,  # a0, cost, log_at_risk, then per-row numbers
     F3, F3, F3, F2, F2, F2, F2, B2, float64,  # seizures, exposure, h; lam, m, rate, u_else, alive; supply
@@ -261,40 +304,14 @@ def _decide_rows(
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
     order, nest_of, n_nests, probs, m_eff, mean_loads, cum_ship,
 ):  # fmt: skip
-    """Steps 3-4 for each (row, network): the equations of :mod:`mechanics` on numbers, in one pass."""
-    n_rep, n_net, n_ports = seizures.shape
+    """Steps 3-4 for each (row, network), in one pass (:func:`_decide_row` for each row)."""
+    n_ports = seizures.shape[2]
     work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
-    utility = np.empty(n_ports)
-    risk = np.empty(n_ports + 1)
-    for r in range(n_rep):
-        for n in range(n_net):
-            for j in range(n_ports):
-                rho = mx.perceived_risk(a0[r, j], b0[r], seizures[r, n, j], exposure[r, n, j])
-                risk[j] = mx.effective_risk(rho, kappa[r], h[r, n, j])
-                utility[j] = mx.port_utility(
-                    margin[r], lam[r, n], risk[j], cost[r, j], setup[r], h[r, n, j], phi[r], log_at_risk[j]
-                )
-            risk[n_ports] = e_det[r]
-            row = probs[r, n]
-            coef = beta[r] / nest_lambda[r]
-            v_else, v_hold = beta[r] * u_else[r, n], beta[r] * hold[r]
-            mx.nested_logit_row(utility, coef, nest_lambda[r], v_else, v_hold, order, nest_of, work, row)
-            exposed = 0.0
-            for j in range(n_ports + 1):
-                exposed += row[j] * risk[j]
-            m_eff[r, n] = mx.split_load(m[r, n], zeta[r], floor[r], exposed)
-            if alive[r, n]:
-                mean_loads[r, n] = mx.expected_loads(supply, rate[r, n], m[r, n], m_eff[r, n], row[n_ports + 1])
-            else:
-                mean_loads[r, n] = 0.0
-            # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
-            # and an alternative of probability 0 at the end can never be drawn
-            total = 0.0
-            for j in range(n_ports + 1):
-                total += row[j]
-                cum_ship[r, n, j] = total
-            for j in range(n_ports + 1):
-                cum_ship[r, n, j] = cum_ship[r, n, j] / total if total > 0 else 1.0
+    utility, risk = np.empty(n_ports), np.empty(n_ports + 1)
+    rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
+    nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
+    for r in range(seizures.shape[0]):
+        _decide_row(r, r, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
 
 
 def ship(
@@ -318,15 +335,11 @@ def ship(
     load at its alternative only.
     """
     n_ports, lead = h.shape[-1], h.shape[:-1]
-    # the compiled loop reads without bounds checks: check the widths it relies on
-    if u.shape[-1] < 1 + 2 * l_max:
-        raise ValueError(f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {1 + 2 * l_max})")
-    if len(port_agency) != n_ports or np.max(port_agency, initial=-1) >= g.shape[-1] - 1:
-        raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
+    _check_ship_inputs(u, l_max, port_agency, g, n_ports)
     rn = _rows_networks(lead)
     n_rep = rn[0]
     pr = _param_rows(p, n_rep)
-    loads, caught = np.zeros((*rn, n_ports + 1)), np.zeros((*rn, n_ports + 1))
+    loads, caught = np.empty((*rn, n_ports + 1)), np.empty((*rn, n_ports + 1))  # zeroed by the loop
     _ship_rows(
         np.reshape(u, (*rn, u.shape[-1])),
         per_network(dec.mean_loads, lead, rn),
@@ -335,7 +348,7 @@ def ship(
         per_row(t, n_rep, n_ports),
         np.reshape(h, (*rn, n_ports)),
         np.reshape(g, (*rn, g.shape[-1])),
-        np.where(port_agency < 0, g.shape[-1] - 1, port_agency),
+        _agency_columns(port_agency, g),
         pr["kappa"],
         pr["elsewhere_detection"],
         l_max,
@@ -345,25 +358,51 @@ def ship(
     return loads.reshape(*lead, n_ports + 1), caught.reshape(*lead, n_ports + 1)
 
 
+def _check_ship_inputs(u: np.ndarray, l_max: int, port_agency: np.ndarray, g: np.ndarray, n_ports: int) -> None:
+    """The compiled loops read without bounds checks: check the widths they rely on."""
+    if u.shape[-1] < 1 + 2 * l_max:
+        raise ValueError(f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {1 + 2 * l_max})")
+    if len(port_agency) != n_ports or np.max(port_agency, initial=-1) >= g.shape[-1] - 1:
+        raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
+
+
+def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Each port's column of ``g``: its agency, or the last (zero) column for a port with none."""
+    return np.where(port_agency < 0, g.shape[-1] - 1, port_agency)
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _ship_row(r, cr, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught):
+    """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
+
+    ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`).
+    """
+    n_net, n_alt = loads.shape[1], loads.shape[2]
+    n_ports = n_alt - 1
+    for n in range(n_net):
+        for j in range(n_alt):
+            loads[r, n, j] = 0.0
+            caught[r, n, j] = 0.0
+        n_loads = mx.poisson_from_uniform(u[r, n, 0], mean_loads[r, n], l_max)
+        for k in range(n_loads):
+            alt = mx.choose_one(u[r, n, 1 + k], cum_ship[cr, n])
+            if alt == n_ports:
+                d = e_det[r]
+            else:
+                a = agency[alt]
+                d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
+            loads[r, n, alt] += 1.0
+            if u[r, n, 1 + l_max + k] < d:
+                caught[r, n, alt] += 1.0
+
+
 @njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True)
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
-    """Step 5 for each (row, network): count, alternative and detection of each load, in load order."""
-    n_rep, n_net, n_ports = h.shape
-    for r in range(n_rep):
-        for n in range(n_net):
-            n_loads = mx.poisson_from_uniform(u[r, n, 0], mean_loads[r, n], l_max)
-            for k in range(n_loads):
-                alt = mx.choose_one(u[r, n, 1 + k], cum_ship[r, n])
-                if alt == n_ports:
-                    d = e_det[r]
-                else:
-                    a = agency[alt]
-                    d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
-                loads[r, n, alt] += 1.0
-                if u[r, n, 1 + l_max + k] < d:
-                    caught[r, n, alt] += 1.0
+    """Step 5 for each (row, network) (:func:`_ship_row` for each row)."""
+    for r in range(h.shape[0]):
+        _ship_row(r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -421,22 +460,38 @@ def learn(
     return tuple(x.reshape(*lead, n_ports) for x in out)
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _learn_row(
+    r, seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
+    kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
+):  # fmt: skip
+    """Step 6 for the networks of row ``r``, port by port (each port's old values read before it is written).
+
+    The loops stop at ``seizures.shape[2]`` ports, so ``own_loads`` and ``own_seized`` may
+    carry a last column (elsewhere) that is not read.
+    """
+    n_net, n_ports = seizures.shape[1], seizures.shape[2]
+    w, o = memory[r], omega[r]
+    for n in range(n_net):
+        for j in range(n_ports):
+            new_s[r, n, j] = mx.update_evidence(seizures[r, n, j], w, own_seized[r, n, j], o, news_seized[r, j])
+            own_exp = mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+            new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp, o, news_exposure[r, j])
+            used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
+            new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
+
+
 @njit(void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3), cache=CACHE, nogil=True)
 def _learn_rows(
     seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
 ):  # fmt: skip
-    """Step 6 for each (row, network, port): the equations of :mod:`mechanics` on numbers, in one pass."""
-    n_rep, n_net, n_ports = seizures.shape
-    for r in range(n_rep):
-        for n in range(n_net):
-            for j in range(n_ports):
-                w, o = memory[r], omega[r]
-                new_s[r, n, j] = mx.update_evidence(seizures[r, n, j], w, own_seized[r, n, j], o, news_seized[r, j])
-                own_exp = mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
-                new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp, o, news_exposure[r, j])
-                used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
-                new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
+    """Step 6 for each (row, network, port) (:func:`_learn_row` for each row)."""
+    for r in range(seizures.shape[0]):
+        _learn_row(
+            r, seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
+            kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
+        )  # fmt: skip
 
 
 def milieu_news(
@@ -462,20 +517,129 @@ def milieu_news(
     return news_s.reshape(*rows, n_ports), news_e.reshape(*rows, n_ports)
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
+    """:func:`milieu_news` of row ``r`` (the loops stop at ``h.shape[2]`` ports)."""
+    n_net, n_ports = h.shape[1:]
+    news_s[r, :] = 0.0
+    news_e[r, :] = 0.0
+    for n in range(n_net):
+        for j in range(n_ports):
+            news_s[r, j] += own_seized[r, n, j]
+            news_e[r, j] += mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+    for j in range(n_ports):
+        news_s[r, j] /= n_active[r]
+        news_e[r, j] /= n_active[r]
+
+
 @njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True)
 def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
-    n_rep, n_net, n_ports = h.shape
-    news_s[:] = 0.0
-    news_e[:] = 0.0
+    for r in range(h.shape[0]):
+        _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e)
+
+
+# --- steps 3-6 in one pass per row (the vectorized engine) -------------------------------------------
+
+
+def trade(
+    p: Params,
+    a0: np.ndarray,
+    supply: float,
+    lam: np.ndarray,
+    m: np.ndarray,
+    rate: np.ndarray,
+    seizures: np.ndarray,
+    exposure: np.ndarray,
+    h: np.ndarray,
+    alive: np.ndarray,
+    u: np.ndarray,
+    l_max: int,
+    i_q: np.ndarray,
+    t: np.ndarray,
+    g: np.ndarray,
+    port_agency: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
+
+    One compiled pass per row runs the four phases on that row's networks while they
+    are in the cache, through the same per-network functions as the separate phases
+    (so the numbers are the same, bit for bit). ``seizures``, ``exposure`` and ``h``
+    (C-ordered) are updated in place. Returns ``(m_eff, mean_loads, loads, caught)``,
+    the last two ``(R, N, P + 1)`` counts.
+    """
+    n_rep, n_net, n_ports = seizures.shape
+    _check_ship_inputs(u, l_max, port_agency, g, n_ports)
+    for x in (seizures, exposure, h):
+        if not (x.flags.c_contiguous and x.flags.writeable):
+            raise ValueError("trade updates the state in place: it needs writable C-ordered arrays")
+    rn = (n_rep, n_net)
+    pr = _param_rows(p, n_rep)
+    m_eff, mean_loads = np.empty(rn), np.empty(rn)
+    loads, caught = np.empty((*rn, n_ports + 1)), np.empty((*rn, n_ports + 1))
+    _trade_rows(
+        per_row(a0, n_rep, n_ports),
+        pr["cost"],
+        p.log_at_risk,
+        *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
+        *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
+        seizures,
+        exposure,
+        h,
+        *(per_network(x, rn, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))),
+        per_network(alive, rn, rn, bool),
+        float(supply),
+        p.nest_order,
+        p.nest_of,
+        len(p.nest_starts),
+        u,
+        per_row(i_q, n_rep, n_ports),
+        per_row(t, n_rep, n_ports),
+        g,
+        _agency_columns(port_agency, g),
+        l_max,
+        np.maximum(per_network(alive, rn, rn, bool).sum(axis=1), 1).astype(np.float64),
+        *(pr[k] for k in ("memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
+        m_eff,
+        mean_loads,
+        loads,
+        caught,
+    )
+    return m_eff, mean_loads, loads, caught
+
+
+_TRADE_TYPES = (
+    *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
+    F3, F2, F2, F3, I1, int64,  # ship: uniforms, i_q, t, g, agency columns, l_max
+    F1, F1, F1, F1, F1, F1, F2,  # news and learn: active networks, memory, omega, growth, decay, burn, c
+    F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
+)  # fmt: skip
+
+
+@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True)
+def _trade_rows(
+    a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
+    e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
+    order, nest_of, n_nests, u, i_q, t, g, agency, l_max,
+    n_active, memory, omega, growth, decay, burn, c, m_eff, mean_loads, loads, caught,
+):  # fmt: skip
+    """:func:`trade` row by row: decide, ship, news and learn for one row's networks, then the next row."""
+    n_rep, n_net, n_ports = seizures.shape
+    work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
+    utility, risk = np.empty(n_ports), np.empty(n_ports + 1)
+    probs, cum_ship = np.empty((1, n_net, n_ports + 2)), np.empty((1, n_net, n_ports + 1))  # one row's scratch
+    news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
+    rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
+    nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
-        for n in range(n_net):
-            for j in range(n_ports):
-                news_s[r, j] += own_seized[r, n, j]
-                news_e[r, j] += mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
-        for j in range(n_ports):
-            news_s[r, j] /= n_active[r]
-            news_e[r, j] /= n_active[r]
+        _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
+        _ship_row(r, 0, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        # own loads and seizures are the first P columns of loads and caught (the loops stop at P)
+        _news_row(r, loads, caught, h, kappa, n_active, news_s, news_e)
+        _learn_row(
+            r, seizures, exposure, h, loads, caught, news_s, news_e,
+            kappa, memory, omega, growth, decay, burn, c, seizures, exposure, h,
+        )  # fmt: skip
 
 
 # --- record ----------------------------------------------------------------------------------------

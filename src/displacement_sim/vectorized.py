@@ -12,6 +12,8 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 3. risk perception and 4. port choice (``kernel.decide``);
 5. shipments and detection, load by load (``kernel.ship``);
 6. learning and insider access (``kernel.learn``);
+   (steps 3-6 run in one compiled pass per row, ``kernel.trade``, through the same
+   per-network functions as the phases the Mesa agents call one by one);
 7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
@@ -150,29 +152,31 @@ class _Group:
         p, cp = plan.params[phase], plan.coop[phase]
         # 2. allocation
         _allocate(p, st, week, phase_start)
-        # 3-4. perception and choice
+        # 3-6. perception and choice, shipments and detection, learning: one compiled pass per row
         supply = float(plan.supply[week])
-        dec = kx.decide(p, plan.a0, supply, st.lam, st.m, st.rate, st.seizures, st.exposure, st.access, st.alive)
-        kx.check_load_bound(dec.mean_loads, plan.lam_max)
-        # 5. shipments and detection
         i_q, t = p.detection_parts(st.rates)
         g = co.intel_by_agency(cp, st.coop.intel)
         g_net = np.swapaxes(g, -1, -2)  # (rows, networks, agencies + 1)
-        loads, caught = kx.ship(p, dec, self.shipments.week(week), plan.l_max, i_q, t, st.access, g_net, cp.port_agency)
-        # 6. learning
-        own_loads, own_seized = loads[..., :-1], caught[..., :-1]
-        n_active = np.maximum(st.alive.sum(axis=1), 1)
-        news_seized, news_exposure = kx.milieu_news(p, own_loads, own_seized, st.access, n_active)
-        st.seizures, st.exposure, st.access = kx.learn(
+        m_eff, mean_loads, loads, caught = kx.trade(
             p,
+            plan.a0,
+            supply,
+            st.lam,
+            st.m,
+            st.rate,
             st.seizures,
             st.exposure,
             st.access,
-            own_loads,
-            own_seized,
-            news_seized,
-            news_exposure,
+            st.alive,
+            self.shipments.week(week),
+            plan.l_max,
+            i_q,
+            t,
+            g_net,
+            cp.port_agency,
         )
+        kx.check_load_bound(mean_loads, plan.lam_max)
+        own_loads, own_seized = loads[..., :-1], caught[..., :-1]
         # 7. intelligence; 8. investigations
         active = st.alive.copy()  # the networks that traded this week
         u_inv = self.investigations.week(week)
@@ -187,7 +191,7 @@ class _Group:
         events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
         rec = kx.week_record(
-            p, cp, st.coop, supply, loads, caught, dec.m_eff, m_week, rate_week, active, st.alive, st.rates, events
+            p, cp, st.coop, supply, loads, caught, m_eff, m_week, rate_week, active, st.alive, st.rates, events
         )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         return rec

@@ -235,6 +235,44 @@ def test_rows_with_their_own_parameters_equal_each_point_alone() -> None:
         np.testing.assert_array_equal(d2.probs[0], dec.probs[r])
 
 
+@pytest.mark.parametrize("per_row", [False, True])
+def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
+    """The vectorized engine's fused pass (steps 3-6 row by row) gives the bits of decide, ship, news and learn."""
+    from displacement_sim.rows import stack
+
+    overrides = [{}, {"behaviour.kappa": 0.9, "behaviour.beta": 0.3, "behaviour.memory": 0.5}, {"hold.utility": -2.0}]
+    cfgs = [load_scenario(f"{SCENARIOS}/baseline.yaml", overrides=o if per_row else {}) for o in overrides]
+    l_max = 40
+    plan = stack([build_plan(c, weeks=5, l_max=l_max) for c in cfgs], [1, 1, 1])
+    p, cp = plan.params[0], coop_params(cfgs[0])
+    assert (np.ndim(p.kappa) == 1) == per_row
+    rng = np.random.default_rng(11)
+    rows, nets = 3, 30
+    s = _state(rng, (rows, nets), p.n_ports)
+    u = rng.random((rows, nets, 1 + 2 * l_max))
+    i_q, t = rng.uniform(0.0, 0.3, (rows, p.n_ports)), rng.uniform(0.0, 0.1, (rows, p.n_ports))
+    g = rng.uniform(0.0, 0.2, (rows, nets, cp.n_agencies + 1))
+    g[..., -1] = 0.0
+    # the phases one by one, as the Mesa model runs them
+    dec = _decide(p, plan.a0, s, supply=1.3)
+    loads, caught = kx.ship(p, dec, u, l_max, i_q, t, s["h"], g, cp.port_agency)
+    n_active = np.maximum(s["alive"].sum(axis=1), 1).astype(float)
+    news = kx.milieu_news(p, loads[..., :-1], caught[..., :-1], s["h"], n_active)
+    learned = kx.learn(p, s["seizures"], s["exposure"], s["h"], loads[..., :-1], caught[..., :-1], *news)
+    assert loads.sum() > 0 and caught.sum() > 0  # the comparison covers seizures
+    # the fused pass, on copies it updates in place
+    state = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    got = kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], *state.values(), s["alive"], u, l_max, i_q, t, g,
+                   cp.port_agency)  # fmt: skip
+    for name, a, b in zip(("m_eff", "mean_loads", "loads", "caught"), got, (dec.m_eff, dec.mean_loads, loads, caught)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    for name, new in zip(state, learned, strict=True):
+        np.testing.assert_array_equal(state[name], new, err_msg=name)
+    with pytest.raises(ValueError, match="in place"):
+        kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], s["seizures"][:, ::2], s["exposure"][:, ::2],
+                 s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency)  # fmt: skip
+
+
 def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:
     p, l_max = plan.params[0], plan.l_max
     cp = coop_params(load_scenario(f"{SCENARIOS}/baseline.yaml"))
@@ -253,7 +291,8 @@ def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
     from displacement_sim import cooperation as co
 
     loops = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows, kx._running_sum]
-    loops += [co._intel_rows, co._take_first_rows, co._resolve_rows, mx._nested_logit_rows]
+    loops += [kx._trade_rows, co._intel_rows, co._nexus_rows, co._take_first_rows, co._resolve_rows]
+    loops += [mx._nested_logit_rows]
     assert all(len(f.signatures) == 1 for f in loops)
     with pytest.raises(TypeError, match="No matching definition"):
         kx._running_sum(np.zeros((1, 2, 3), dtype=np.float32), np.zeros((1, 3)))

@@ -73,7 +73,7 @@ __all__ = [
 
 TARGET_TASK_SECONDS = 3.0  # default chunks run at least this long, to amortise the per-task overhead
 CHUNKS_PER_WORKER = 4  # ... but small sweeps still get this many chunks per worker, for load balance
-BATCH_ROWS = 256  # vectorized chunks hold at least this many rows (points x replications) when the sweep allows
+BATCH_ROWS = 512  # vectorized chunks hold at least this many rows (points x replications) when the sweep allows
 DASK_RETRIES = 2
 DASK_HINT = "pip install 'displacement-sim[dask]' (dask[distributed])"
 

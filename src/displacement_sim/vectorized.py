@@ -36,7 +36,7 @@ __all__ = ["VectorState", "row_keys", "simulate"]
 
 WEEK_CHUNK = 13  # at most this many weeks of uniforms per generator call (same numbers as one call a week)
 BLOCK_BYTES = 32 * 2**20  # and at most this much memory per stream's block
-ROWS_PER_GROUP = 128  # rows stepped together: big enough to amortise numpy call overhead, small enough for the cache
+ROWS_PER_GROUP = 512  # rows stepped together: enough to amortise the per-call overhead (steps 3-6 run row by row in cache)
 
 
 @dataclass

@@ -180,26 +180,11 @@ def decide(
     """
     n_ports, lead = seizures.shape[-1], seizures.shape[:-1]
     rn = _rows_networks(lead)
-    n_rep = rn[0]
     probs = np.empty((*rn, n_ports + 2))
     cum_ship = np.empty((*rn, n_ports + 1))
     m_eff, mean_loads = np.empty(rn), np.empty(rn)
-    pr = _param_rows(p, n_rep)
-    cells = [np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h)]
-    nets = [per_network(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))]
     _decide_rows(
-        per_row(a0, n_rep, n_ports),
-        pr["cost"],
-        p.log_at_risk,
-        *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
-        *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
-        *cells,
-        *nets,
-        per_network(alive, lead, rn, bool),
-        float(supply),
-        p.nest_order,
-        p.nest_of,
-        len(p.nest_starts),
+        *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, lead, rn),
         probs,
         m_eff,
         mean_loads,
@@ -210,6 +195,26 @@ def decide(
         m_eff=m_eff.reshape(lead),
         mean_loads=mean_loads.reshape(lead),
         cum_ship=cum_ship.reshape(*lead, n_ports + 1),
+    )
+
+
+def _decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, lead, rn) -> tuple:
+    """The inputs of :func:`_decide_rows` (and the first ones of :func:`_trade_rows`) for networks of shape ``lead``."""
+    n_rep, n_ports = rn[0], seizures.shape[-1]
+    pr = _param_rows(p, n_rep)
+    return (
+        per_row(a0, n_rep, n_ports),
+        pr["cost"],
+        p.log_at_risk,
+        *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
+        *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
+        *(np.reshape(x, (*rn, n_ports)) for x in (seizures, exposure, h)),
+        *(per_network(x, lead, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))),
+        per_network(alive, lead, rn, bool),
+        float(supply),
+        p.nest_order,
+        p.nest_of,
+        len(p.nest_starts),
     )
 
 
@@ -578,20 +583,7 @@ def trade(
     m_eff, mean_loads = np.empty(rn), np.empty(rn)
     loads, caught = np.empty((*rn, n_ports + 1)), np.empty((*rn, n_ports + 1))
     _trade_rows(
-        per_row(a0, n_rep, n_ports),
-        pr["cost"],
-        p.log_at_risk,
-        *(pr[k] for k in ("prior_strength", "kappa", "margin", "setup", "phi", "beta", "nest_lambda", "hold_utility")),
-        *(pr[k] for k in ("elsewhere_detection", "zeta", "split_floor")),
-        seizures,
-        exposure,
-        h,
-        *(per_network(x, rn, rn) for x in (lam, m, rate, p.utility_elsewhere(lam))),
-        per_network(alive, rn, rn, bool),
-        float(supply),
-        p.nest_order,
-        p.nest_of,
-        len(p.nest_starts),
+        *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
         per_row(i_q, n_rep, n_ports),
         per_row(t, n_rep, n_ports),

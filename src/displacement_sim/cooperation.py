@@ -431,24 +431,46 @@ def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray | int) 
     return out
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _take_first_row(want, priority, free, out):
+    """One row of :func:`_take_first_rows`."""
+    n = want.size
+    count = 0
+    for j in range(n):
+        out[j] = want[j]
+        count += want[j]
+    if count <= free:
+        return
+    out[:] = False
+    for _ in range(free):
+        best = -1
+        for j in range(n):
+            if want[j] and not out[j] and (best < 0 or priority[j] < priority[best]):
+                best = j
+        out[best] = True
+
+
 @njit(void(B2, F2, I1, B2), cache=CACHE, nogil=True)
 def _take_first_rows(want, priority, free, out):
     """Per row: all wanted if they fit, else the ``free`` wanted with the lowest key (the lowest slot on ties)."""
-    n_rows, n = want.shape
-    for r in range(n_rows):
-        count = 0
+    for r in range(want.shape[0]):
+        _take_first_row(want[r], priority[r], free[r], out[r])
+
+
+@njit(void(B2, F2, F2, F1, F2, I1, B2), cache=CACHE, nogil=True)
+def _open_rows(allowed, intel, nexus, rate, u, free, opened):
+    """Per row: where a case may open, the hazard ``1 - exp(-rate I nexus)`` and the draw ``u < hazard``;
+    of those wanted, the ``free`` with the lowest key ``u / hazard`` (:func:`_take_first_row`)."""
+    n = allowed.shape[1]
+    want, priority = np.empty(n, dtype=np.bool_), np.empty(n)
+    for r in range(allowed.shape[0]):
         for j in range(n):
-            out[r, j] = want[r, j]
-            count += want[r, j]
-        if count <= free[r]:
-            continue
-        out[r, :] = False
-        for _ in range(free[r]):
-            best = -1
-            for j in range(n):
-                if want[r, j] and not out[r, j] and (best < 0 or priority[r, j] < priority[r, best]):
-                    best = j
-            out[r, best] = True
+            want[j], priority[j] = False, 0.0
+            if allowed[r, j]:
+                hazard = 1.0 - math.exp(-rate[r] * intel[r, j] * nexus[r, j])
+                want[j] = u[r, j] < hazard
+                priority[j] = u[r, j] / (hazard if hazard > 0 else 1.0)
+        _take_first_row(want, priority, free[r], opened[r])
 
 
 def _joint_follower(case_joint: np.ndarray) -> np.ndarray | np.bool_:
@@ -565,6 +587,7 @@ def _open_cases(
     answers); a joint team needs no requests but starts after ``jit_setup_weeks``.
     """
     nx, shared = _nexus_and_shared(cp, st)
+    rows, n_net = math.prod(alive.shape[:-1]), alive.shape[-1]
     rule = COORDINATION[cp.coordination]
     joint_mode = cp.coordination == "joint_team"
     # a national case on a cross-border target waits for the partner's answers
@@ -573,16 +596,16 @@ def _open_cases(
         free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
         candidate = alive & hvt & ~st.case_on[..., a, :]
         ctx = ModeContext(cp, st, a, week, nx, shared)
-        # the hazard and the draw only where a case may open (an index list: few high-value targets)
-        cand = np.nonzero(candidate & rule(ctx))
-        rate = np.broadcast_to(at(cp.open_rate[..., a], alive.ndim), alive.shape)[cand]
-        hazard = 1.0 - np.exp(-rate * st.intel[..., a, :][cand] * nx[..., a, :][cand])
-        u = u_open[..., a, :][cand]
-        want = np.zeros(alive.shape, dtype=bool)
-        want[cand] = u < hazard
-        priority = np.zeros(alive.shape)
-        priority[cand] = u / np.where(hazard > 0, hazard, 1.0)
-        opened = _take_first(want, priority, free)
+        opened = np.empty(alive.shape, dtype=bool)
+        _open_rows(
+            np.reshape(candidate & rule(ctx), (rows, n_net)),
+            np.reshape(st.intel[..., a, :], (rows, n_net)),
+            np.reshape(nx[..., a, :], (rows, n_net)),
+            per_row(cp.open_rate[..., a], rows),
+            np.reshape(u_open[..., a, :], (rows, n_net)),
+            np.require(np.broadcast_to(free, (rows,)), np.int64, ["C", "W"]),
+            opened.reshape(rows, n_net),
+        )
         ev["cases_opened"][..., a] += opened.sum(axis=-1)
         if not opened.any():
             continue

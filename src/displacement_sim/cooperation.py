@@ -273,20 +273,23 @@ def _intel_rows(
     """
     n_rows, n_agencies, n_net = intel.shape
     own = np.empty(n_agencies)
+    by_agency, landed_now = np.empty(n_agencies), np.empty(n_agencies)
     for r in range(n_rows):
         for n in range(n_net):
+            # seizures and loads in each agency's ports, added in port order (whole numbers: exact)
+            by_agency[:] = 0.0
+            landed_now[:] = 0.0
+            for p in range(seized.shape[2]):
+                a = port_agency[p]
+                if a >= 0:
+                    by_agency[a] += seized[r, n, p]
+                    landed_now[a] += loads[r, n, p]
             total = 0.0
             for a in range(n_agencies):
-                by_agency = 0.0  # seizures in the agency's ports, in port order (whole numbers: exact)
-                landed_now = 0.0  # and loads
-                for p in range(seized.shape[2]):
-                    if port_agency[p] == a:
-                        by_agency += seized[r, n, p]
-                        landed_now += loads[r, n, p]
-                out_landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now
+                out_landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
                 working = case_on[r, a, n] and week >= t_active[r, a, n]
                 domestic = alive[r, n] and home[r, n] == a
-                own[a] = min(1.0, gain_seizure[r] * by_agency + gain_case[r] * working + gain_home[r] * domestic)
+                own[a] = min(1.0, gain_seizure[r] * by_agency[a] + gain_case[r] * working + gain_home[r] * domestic)
                 total += own[a]
             for a in range(n_agencies):
                 pending[r, slot, a, n] += share[r] * (total - own[a])

@@ -667,6 +667,7 @@ def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seiz
     n_rep, n_net, n_alt = loads.shape
     for x in (n_loads, shipped, seized, seized_kg, cross):
         x[:] = 0.0
+    by_agency = np.empty(cross.shape[1])
     for r in range(n_rep):
         for n in range(n_net):
             kg = m_eff[r, n]
@@ -675,13 +676,16 @@ def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seiz
                 shipped[r, j] += loads[r, n, j] * kg
                 seized[r, j] += caught[r, n, j]
                 seized_kg[r, j] += caught[r, n, j] * kg
+            if home[r, n] < 0:
+                continue
+            by_agency[:] = 0.0
+            for q in range(n_alt - 1):  # each agency's ports, in port order
+                a = port_agency[q]
+                if a >= 0:
+                    by_agency[a] += caught[r, n, q] * kg
             for a in range(cross.shape[1]):
-                if home[r, n] >= 0 and home[r, n] != a:
-                    acc = 0.0
-                    for q in range(n_alt - 1):  # the agency's ports, in port order
-                        if port_agency[q] == a:
-                            acc += caught[r, n, q] * kg
-                    cross[r, a] += acc
+                if home[r, n] != a:
+                    cross[r, a] += by_agency[a]
 
 
 def week_record(

@@ -264,7 +264,8 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
     state = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
     got = kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], *state.values(), s["alive"], u, l_max, i_q, t, g,
                    cp.port_agency)  # fmt: skip
-    for name, a, b in zip(("m_eff", "mean_loads", "loads", "caught"), got, (dec.m_eff, dec.mean_loads, loads, caught)):
+    expected = (dec.m_eff, dec.mean_loads, loads, caught)
+    for name, a, b in zip(("m_eff", "mean_loads", "loads", "caught"), got, expected, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
     for name, new in zip(state, learned, strict=True):
         np.testing.assert_array_equal(state[name], new, err_msg=name)

@@ -536,7 +536,7 @@ def _open_cases_reference(cp, st, week, u_open, u_dur, alive, hvt, ev) -> None:
     weights=st.sampled_from([(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (2.0, 0.0, 0.5)]),
 )
 def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, mode, weights) -> None:
-    """Opening cases (every coordination mode, joint teams, busy units) as the original whole-array code, bit for bit."""
+    """Opening cases (every coordination mode, joint teams, busy units) as the original whole-array code, bitwise."""
     rng = np.random.default_rng(seed)
     base = coop_params(load_scenario("scenarios/baseline.yaml"))
     cp = dataclasses.replace(
@@ -588,6 +588,14 @@ def test_the_open_cases_reference_test_is_not_vacuous() -> None:
     st_a.intel = rng.random(st_a.intel.shape)
     st_a.landed = rng.exponential(1.0, st_a.landed.shape)
     ev = {"cases_opened": np.zeros((5, 2))}
-    co._open_cases(cp, st_a, 30, rng.random(st_a.intel.shape), rng.random(st_a.intel.shape), np.ones((5, n), bool),
-                   np.ones((5, n), bool), ev)
+    co._open_cases(
+        cp,
+        st_a,
+        30,
+        rng.random(st_a.intel.shape),
+        rng.random(st_a.intel.shape),
+        np.ones((5, n), bool),
+        np.ones((5, n), bool),
+        ev,
+    )
     assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()

@@ -462,8 +462,12 @@ def _take_first_rows(want, priority, free, out):
 
 @njit(void(B2, F2, F2, F1, F2, I1, B2), cache=CACHE, nogil=True)
 def _open_rows(allowed, intel, nexus, rate, u, free, opened):
-    """Per row: where a case may open, the hazard ``1 - exp(-rate I nexus)`` and the draw ``u < hazard``;
-    of those wanted, the ``free`` with the lowest key ``u / hazard`` (:func:`_take_first_row`)."""
+    """Per row: which networks get a case this week.
+
+    Where a case may open (``allowed``), the hazard ``1 - exp(-rate I nexus)`` and the
+    draw ``u < hazard``; of those wanted, the ``free`` with the lowest key ``u / hazard``
+    (:func:`_take_first_row`).
+    """
     n = allowed.shape[1]
     want, priority = np.empty(n, dtype=np.bool_), np.empty(n)
     for r in range(allowed.shape[0]):

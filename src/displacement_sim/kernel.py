@@ -2,13 +2,17 @@
 
 These functions are what both engines call: the Mesa agents with one network's
 row (shape ``(P,)``), the vectorized engine with ``(R, N, P)`` blocks. They are
-pure: arrays in, arrays out. Steps 3-6 and the week's sums run in compiled loops
-(``_decide_rows``, ``_ship_rows``, ``_learn_rows``, ``_news_rows``,
-``_totals_rows``; one typed version each, :mod:`displacement_sim._jit`) over
-(row, network) pairs, calling the elementwise equations of :mod:`mechanics`; a
-Mesa agent's row is one row of one network. Every sum across networks adds in
-slot order (a running sum, as :func:`sum_over_networks`), so both engines add the
-same numbers in the same order.
+pure: arrays in, arrays out (except :func:`trade`, which updates the state in
+place). Steps 3-6 and the week's sums run in compiled loops (``_decide_rows``,
+``_ship_rows``, ``_learn_rows``, ``_news_rows``, ``_totals_rows``; one typed
+version each, :mod:`displacement_sim._jit`) over (row, network) pairs, calling
+the elementwise equations of :mod:`mechanics`; a Mesa agent's row is one row of
+one network. Each of steps 3-6 is written once, as a function of one row
+(``_decide_row``, ``_ship_row``, ``_news_row``, ``_learn_row``): the loops above
+call it row after row, and :func:`trade` (the vectorized engine) calls the four
+for one row before the next. Every sum across networks adds in slot order (a
+running sum, as :func:`sum_over_networks`), so both engines add the same numbers
+in the same order.
 """
 
 from __future__ import annotations
@@ -568,7 +572,7 @@ def trade(
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
     One compiled pass per row runs the four phases on that row's networks while they
-    are in the cache, through the same per-network functions as the separate phases
+    are in the cache, through the same per-row functions as the separate phases
     (so the numbers are the same, bit for bit). ``seizures``, ``exposure`` and ``h``
     (C-ordered) are updated in place. Returns ``(m_eff, mean_loads, loads, caught)``,
     the last two ``(R, N, P + 1)`` counts.

@@ -13,7 +13,7 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 5. shipments and detection, load by load (``kernel.ship``);
 6. learning and insider access (``kernel.learn``);
    (steps 3-6 run in one compiled pass per row, ``kernel.trade``, through the same
-   per-network functions as the phases the Mesa agents call one by one);
+   per-row functions as the phases the Mesa agents call one by one);
 7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
@@ -36,7 +36,7 @@ __all__ = ["VectorState", "row_keys", "simulate"]
 
 WEEK_CHUNK = 13  # at most this many weeks of uniforms per generator call (same numbers as one call a week)
 BLOCK_BYTES = 32 * 2**20  # and at most this much memory per stream's block
-ROWS_PER_GROUP = 512  # rows stepped together: enough to amortise the per-call overhead (steps 3-6 run row by row in cache)
+ROWS_PER_GROUP = 512  # rows stepped together: enough to amortise per-call costs (steps 3-6 run row by row)
 
 
 @dataclass

@@ -312,3 +312,29 @@ def test_allocation_of_a_row_is_the_same_alone_or_in_a_block() -> None:
     block = kx.allocate(p, pool, seizures, rates)
     for r in range(len(block)):
         assert np.array_equal(block[r], kx.allocate(p, pool, seizures[r], rates[r])), r
+
+
+def test_rows_on_common_random_numbers_share_one_draw_with_the_same_numbers() -> None:
+    """Rows with the same stream key (common random numbers) get the numbers of their own generator."""
+    from displacement_sim import vectorized
+    from displacement_sim.streams import Stream, generator
+
+    keys = np.array([[0, 0], [0, 1], [0, 0], [3, 1], [0, 1], [0, 0]])
+    weeks, shape = 7, (4, 5)
+    blocks = vectorized._Blocks(11, keys, Stream.SHIPMENTS, shape, weeks)
+    assert len(blocks.gens) == 3  # one draw per distinct key
+    own = [generator(11, int(k), int(r), Stream.SHIPMENTS) for k, r in keys]
+    for week in range(weeks):
+        got = blocks.week(week)
+        for i, g in enumerate(own):
+            np.testing.assert_array_equal(got[i], g.random(shape))
+    assert not np.array_equal(got[0], got[1]) and np.array_equal(got[0], got[5])
+
+
+def test_a_common_random_numbers_batch_equals_its_points_alone() -> None:
+    """Points sharing their streams (point index 0 for every row) in one batch equal each point run alone."""
+    configs = [config(o) for o in ROW_OVERRIDES]
+    batched = run_points(configs, 3, seed=5, points=[0] * len(configs))
+    for cfg, res in zip(configs, batched, strict=True):
+        assert_same_result(res, run_batch(cfg, 3, seed=5, point=0, bands=False))
+    assert not np.array_equal(batched[0].metrics["seized_kg"], batched[1].metrics["seized_kg"])

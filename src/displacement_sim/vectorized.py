@@ -111,12 +111,19 @@ class _Blocks:
     """Each row's weekly uniform blocks of one stream, drawn several weeks at a time.
 
     Drawing ``k`` weeks in one call gives the same numbers as ``k`` weekly calls; the
-    number of weeks per draw is bounded so a block stays under ``BLOCK_BYTES``.
+    number of weeks per draw is bounded so a block stays under ``BLOCK_BYTES``. Rows
+    with the same stream key (sweep points on common random numbers) share one draw.
     """
 
     def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
-        self.gens = [generator(seed, int(k), int(r), stream) for k, r in keys]
-        self.shape, self.weeks = shape, weeks
+        # rows with the same key (common random numbers across sweep points) have the same stream:
+        # it is drawn once, by the first such row, and copied to the others
+        first: dict[tuple[int, int], int] = {}
+        self.source = np.array([first.setdefault((int(k), int(r)), i) for i, (k, r) in enumerate(keys)])
+        self.drawn = np.flatnonzero(self.source == np.arange(len(keys)))
+        self.copies = np.flatnonzero(self.source != np.arange(len(keys)))
+        self.gens = [generator(seed, int(keys[i, 0]), int(keys[i, 1]), stream) for i in self.drawn]
+        self.rows, self.shape, self.weeks = len(keys), shape, weeks
         per_week = max(len(keys) * int(np.prod(shape)) * 8, 1)
         self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
         self.buffer: np.ndarray | None = None
@@ -126,9 +133,11 @@ class _Blocks:
         if offset == 0:
             span = min(self.chunk, self.weeks - week)
             if self.buffer is None or self.buffer.shape[1] != span:
-                self.buffer = np.empty((len(self.gens), span, *self.shape))
-            for r, g in enumerate(self.gens):  # same numbers as weekly draws, into one preallocated buffer
+                self.buffer = np.empty((self.rows, span, *self.shape))
+            for r, g in zip(self.drawn, self.gens, strict=True):  # same numbers as weekly draws, in one buffer
                 g.random(out=self.buffer[r])
+            if len(self.copies):
+                self.buffer[self.copies] = self.buffer[self.source[self.copies]]
         return self.buffer[:, offset]
 
 

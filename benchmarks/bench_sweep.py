@@ -10,8 +10,8 @@ The target (DESIGN.md section 8): ``experiments/sobol_key_parameters.yaml`` with
 N = 256 (4,608 points for 8 parameters), 10 replications per point, 260 weeks,
 in at most 10 minutes with ``--workers 2``. A full run takes a quarter of an hour
 or more on this machine, so this benchmark times a sample of ``BENCH_SWEEP_POINTS``
-points (default 104, spread over the design) of that very file (R = 10, 260 weeks),
-in chunks of ``BENCH_SWEEP_CHUNK`` points (default 52: the 520-row batches that
+points (default 102, spread over the design) of that very file (R = 10, 260 weeks),
+in chunks of ``BENCH_SWEEP_CHUNK`` points (default 51: the 510-row batches that
 ``displacement-sim sweep`` sends by default, see ``executors.BATCH_ROWS``), and
 projects the full sweep from the time per point with 2 workers.
 
@@ -45,8 +45,8 @@ from displacement_sim.experiments import Sweep, load_experiment, run_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "sobol_key_parameters.yaml"
-N_POINTS = int(os.environ.get("BENCH_SWEEP_POINTS", "104"))
-CHUNK = int(os.environ.get("BENCH_SWEEP_CHUNK", "52"))
+N_POINTS = int(os.environ.get("BENCH_SWEEP_POINTS", "102"))
+CHUNK = int(os.environ.get("BENCH_SWEEP_CHUNK", "51"))
 ROUNDS = int(os.environ.get("BENCH_SWEEP_ROUNDS", "1"))
 TARGET_MINUTES = 10.0
 

@@ -168,9 +168,11 @@ def test_a_sweep_chunk_runs_its_points_as_one_batch(tmp_path, monkeypatch) -> No
     assert len(calls) == 1  # six points, one batch
     monkeypatch.undo()
     assert rows == [run_point(sweep, k) for k in range(6)]
-    # the default chunk holds enough points for a batch of BATCH_ROWS rows when the sweep is large enough
+    # the default chunk holds as many points as fit in BATCH_ROWS rows (one group) when the sweep is large enough
     big = load_experiment(path, n=2000)
-    assert default_chunk_size(big, workers=2) * big.experiment.replications >= BATCH_ROWS
+    size, reps = default_chunk_size(big, workers=2), big.experiment.replications
+    assert size * reps <= BATCH_ROWS <= vectorized.ROWS_PER_GROUP
+    assert (size + 1) * reps > BATCH_ROWS
 
 
 def test_a_batch_too_large_is_split_by_points(monkeypatch) -> None:
@@ -314,14 +316,16 @@ def test_allocation_of_a_row_is_the_same_alone_or_in_a_block() -> None:
         assert np.array_equal(block[r], kx.allocate(p, pool, seizures[r], rates[r])), r
 
 
-def test_rows_on_common_random_numbers_share_one_draw_with_the_same_numbers() -> None:
+def test_rows_on_common_random_numbers_share_one_draw_with_the_same_numbers(monkeypatch) -> None:
     """Rows with the same stream key (common random numbers) get the numbers of their own generator."""
     from displacement_sim import vectorized
     from displacement_sim.streams import Stream, generator
 
     keys = np.array([[0, 0], [0, 1], [0, 0], [3, 1], [0, 1], [0, 0]])
-    weeks, shape = 7, (4, 5)
+    weeks, shape = 30, (4, 5)
+    monkeypatch.setattr(vectorized, "BLOCK_BYTES", 4 * len(keys) * 4 * 5 * 8)  # 4 weeks a draw: chunk boundaries
     blocks = vectorized._Blocks(11, keys, Stream.SHIPMENTS, shape, weeks)
+    assert blocks.chunk == 4 and weeks % blocks.chunk != 0  # the last draw is shorter
     assert len(blocks.gens) == 3  # one draw per distinct key
     own = [generator(11, int(k), int(r), Stream.SHIPMENTS) for k, r in keys]
     for week in range(weeks):

@@ -534,16 +534,18 @@ def _open_cases_reference(cp, st, week, u_open, u_dur, alive, hvt, ev) -> None:
     n_agencies=st.sampled_from([2, 3]),
     mode=st.sampled_from(sorted(co.COORDINATION)),
     weights=st.sampled_from([(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (2.0, 0.0, 0.5)]),
+    per_row_rate=st.booleans(),
 )
-def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, mode, weights) -> None:
+def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, mode, weights, per_row_rate) -> None:
     """Opening cases (every coordination mode, joint teams, busy units) as the original whole-array code, bitwise."""
     rng = np.random.default_rng(seed)
     base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    rates = rng.uniform(0.5, 3.0, (*lead, n_agencies) if per_row_rate and lead else n_agencies)
     cp = dataclasses.replace(
         base,
         codes=tuple(f"C{i}" for i in range(n_agencies)),
-        case_units=rng.integers(1, 6, n_agencies),
-        open_rate=rng.uniform(0.5, 3.0, n_agencies),
+        case_units=rng.integers(2, 12, n_agencies),
+        open_rate=rates,
         dur_weeks=rng.uniform(2.0, 30.0, n_agencies),
         coordination=mode,
         delay_weeks=int(rng.integers(0, 8)),
@@ -556,7 +558,7 @@ def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, 
     shape = st_a.case_on.shape
     st_a.intel = np.where(rng.random(shape) < 0.2, 0.0, rng.random(shape))
     st_a.landed = np.where(rng.random(shape) < 0.3, 0.0, rng.exponential(1.0, shape))
-    st_a.case_on = rng.random(shape) < 0.15
+    st_a.case_on = rng.random(shape) < 0.03  # units mostly free, so cases open (and joint teams form)
     st_a.t_case_start = np.where(st_a.case_on, rng.integers(0, week, shape), -1)
     st_a.t_case_end = np.where(st_a.case_on, week + rng.integers(1, 9, shape), -1)
     st_a.t_case_active = st_a.t_case_start.copy()
@@ -568,34 +570,37 @@ def test_open_cases_and_nexus_equal_the_numpy_equations(seed, lead, n_agencies, 
     def events():
         return {"cases_opened": np.zeros((*lead, n_agencies))}
 
-    np.testing.assert_array_equal(co.nexus(cp, st_a), _nexus_reference(cp, st_a)[0])
-    np.testing.assert_array_equal(co._shared(cp, st_a), _nexus_reference(cp, st_a)[1])
-    ev_a, ev_b = events(), events()
+    nx, shared = co._nexus_and_shared(cp, st_a)
+    np.testing.assert_array_equal(nx, _nexus_reference(cp, st_a)[0])
+    np.testing.assert_array_equal(shared, _nexus_reference(cp, st_a)[1])
+    np.testing.assert_array_equal(co.nexus(cp, st_a), nx)
+    _assert_open_cases_as_reference(cp, st_a, st_b, week, u_open, u_dur, alive, hvt)
+
+
+def _assert_open_cases_as_reference(cp, st_a, st_b, week, u_open, u_dur, alive, hvt) -> dict:
+    """Open cases on two copies of a state, new code and reference; both must end the same. Returns the events."""
+    lead = alive.shape[:-1]
+    ev_a, ev_b = ({"cases_opened": np.zeros((*lead, cp.n_agencies))} for _ in range(2))
     co._open_cases(cp, st_a, week, u_open, u_dur, alive, hvt, ev_a)
     _open_cases_reference(cp, st_b, week, u_open, u_dur, alive, hvt, ev_b)
     for name in ("case_on", "case_joint", "t_case_start", "t_case_end", "t_case_active"):
         np.testing.assert_array_equal(getattr(st_a, name), getattr(st_b, name), err_msg=name)
     np.testing.assert_array_equal(ev_a["cases_opened"], ev_b["cases_opened"])
+    return ev_a
 
 
-def test_the_open_cases_reference_test_is_not_vacuous() -> None:
-    """The random states of the test above do open cases, joint teams among them."""
+@pytest.mark.parametrize("lead", [(), (5,)])
+def test_joint_teams_open_as_the_numpy_equations(lead: tuple[int, ...]) -> None:
+    """A state where many cases open and joint teams form, against the reference (not vacuous)."""
     base = coop_params(load_scenario("scenarios/baseline.yaml"))
     cp = dataclasses.replace(base, codes=("C0", "C1"), coordination="joint_team", open_rate=np.array([3.0, 3.0]))
     rng = np.random.default_rng(1)
     n = 40
-    st_a = initial_coop_state(cp, (5,), n, rng.choice(np.array(["C0", "C1"]), (5, n)), np.ones((5, n)))
+    st_a = initial_coop_state(cp, lead, n, rng.choice(np.array(["C0", "C1"]), (*lead, n)), np.ones((*lead, n)))
     st_a.intel = rng.random(st_a.intel.shape)
     st_a.landed = rng.exponential(1.0, st_a.landed.shape)
-    ev = {"cases_opened": np.zeros((5, 2))}
-    co._open_cases(
-        cp,
-        st_a,
-        30,
-        rng.random(st_a.intel.shape),
-        rng.random(st_a.intel.shape),
-        np.ones((5, n), bool),
-        np.ones((5, n), bool),
-        ev,
-    )
+    st_b = copy.deepcopy(st_a)
+    u = rng.random((2, *st_a.intel.shape))
+    every = np.ones((*lead, n), bool)
+    ev = _assert_open_cases_as_reference(cp, st_a, st_b, 30, u[0], u[1], every, every)
     assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()

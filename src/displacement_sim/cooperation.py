@@ -308,17 +308,15 @@ def nexus(cp: CoopParams, st: CoopState) -> np.ndarray:
     return _nexus_and_shared(cp, st)[0]
 
 
-def _shared(cp: CoopParams, st: CoopState) -> np.ndarray:
-    """A shared target: its loads land in, or its members live in, at least two agencies' countries.
-
-    "Land in" means a decaying count of recent loads above ``SHARED_LANDED_MIN``, so a network
-    that stopped using a country's ports stops being that country's target after a while.
-    """
-    return _nexus_and_shared(cp, st)[1]
-
-
 def _nexus_and_shared(cp: CoopParams, st: CoopState) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`nexus` ``(L, A, N)`` and :func:`_shared` ``(L, N)`` in one compiled pass."""
+    """:func:`nexus` ``(L, A, N)`` and the shared targets ``(L, N)``, in one compiled pass.
+
+    A shared target: its loads land in, or its members live in, at least two agencies'
+    countries. "Land in" means a decaying count of recent loads above ``SHARED_LANDED_MIN``,
+    so a network that stopped using a country's ports stops being that country's target
+    after a while (the same rule decides which partners may join a joint team,
+    :func:`_form_joint_teams`).
+    """
     lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
     rows = math.prod(lead)
     out, shared = np.empty((rows, n_agencies, n_net)), np.empty((rows, n_net), dtype=np.bool_)

@@ -73,7 +73,7 @@ __all__ = [
 
 TARGET_TASK_SECONDS = 3.0  # default chunks run at least this long, to amortise the per-task overhead
 CHUNKS_PER_WORKER = 4  # ... but small sweeps still get this many chunks per worker, for load balance
-BATCH_ROWS = 512  # vectorized chunks hold at least this many rows (points x replications) when the sweep allows
+BATCH_ROWS = 512  # vectorized chunks fill up to this many rows (points x replications): one group (ROWS_PER_GROUP)
 DASK_RETRIES = 2
 DASK_HINT = "pip install 'displacement-sim[dask]' (dask[distributed])"
 
@@ -322,14 +322,15 @@ def estimate_point_seconds(sweep: Sweep, weeks: int = 20) -> float:
 def default_chunk_size(sweep: Sweep, workers: int) -> int:
     """Points per task: enough for ~TARGET_TASK_SECONDS each, but at least CHUNKS_PER_WORKER chunks per worker.
 
-    On the vectorized engine a chunk also holds at least ``BATCH_ROWS`` rows (points x
-    replications), which ``run_chunk`` runs as one batch, when the sweep is large enough.
+    On the vectorized engine a chunk also holds as many points as fit in ``BATCH_ROWS``
+    rows (points x replications; at least one point), which ``run_chunk`` runs as one
+    batch and the engine steps as one group of rows, when the sweep is large enough.
     """
     exp = sweep.experiment
     per_point = max(estimate_point_seconds(sweep), 1e-3)
     by_time = math.ceil(TARGET_TASK_SECONDS / per_point)
     if exp.engine == "vectorized":
-        by_time = max(by_time, math.ceil(BATCH_ROWS / exp.replications))
+        by_time = max(by_time, BATCH_ROWS // exp.replications)
     by_balance = math.ceil(sweep.n_points / (CHUNKS_PER_WORKER * max(workers, 1)))
     return max(1, min(by_time, by_balance))
 

@@ -579,9 +579,13 @@ def trade(
     """
     n_rep, n_net, n_ports = seizures.shape
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
+    if u.shape[:2] != (n_rep, n_net) or g.shape[:2] != (n_rep, n_net):
+        raise ValueError(f"uniforms {u.shape[:2]} and intelligence {g.shape[:2]} for networks {(n_rep, n_net)}")
     for x in (seizures, exposure, h):
         if not (x.flags.c_contiguous and x.flags.writeable):
             raise ValueError("trade updates the state in place: it needs writable C-ordered arrays")
+    if np.shares_memory(seizures, exposure) or np.shares_memory(seizures, h) or np.shares_memory(exposure, h):
+        raise ValueError("trade updates seizures, exposure and h in place: they must be separate arrays")
     rn = (n_rep, n_net)
     pr = _param_rows(p, n_rep)
     m_eff, mean_loads = np.empty(rn), np.empty(rn)

@@ -9,11 +9,10 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 
 1. interventions: switch to the parameters of the phase in force;
 2. allocation: each agency (or pooled joint unit) spreads its budget on its review weeks;
-3. risk perception and 4. port choice (``kernel.decide``);
-5. shipments and detection, load by load (``kernel.ship``);
-6. learning and insider access (``kernel.learn``);
-   (steps 3-6 run in one compiled pass per row, ``kernel.trade``, through the same
-   per-row functions as the phases the Mesa agents call one by one);
+3. risk perception and 4. port choice, 5. shipments and detection (load by load),
+   6. learning and insider access: ``kernel.trade``, one compiled pass per row through
+   the same per-row functions as ``kernel.decide``, ``ship``, ``milieu_news`` and
+   ``learn``, which the Mesa agents call phase by phase;
 7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
@@ -184,6 +183,8 @@ class _Group:
             g_net,
             cp.port_agency,
         )
+        # after the pass, not before shipping as in the Mesa model: the loop never reads past
+        # l_max load slots, and the error ends the run either way
         kx.check_load_bound(mean_loads, plan.lam_max)
         own_loads, own_seized = loads[..., :-1], caught[..., :-1]
         # 7. intelligence; 8. investigations
@@ -218,8 +219,8 @@ def simulate(
 
     ``point`` is one sweep point for every row, or one per row (a batch of several
     points, whose plan is stacked by :func:`displacement_sim.rows.stack`). Rows are
-    stepped in equal groups of at most ``rows_per_group`` (default ``ROWS_PER_GROUP``) so each
-    group's arrays stay small enough for the cache; the recorder sees whole weeks.
+    stepped in equal groups of at most ``rows_per_group`` (default ``ROWS_PER_GROUP``), each with
+    its own state and streams; the recorder sees whole weeks.
     Returns each group's final state.
     """
     keys = row_keys(replications, point)

@@ -584,7 +584,8 @@ def trade(
     for x in (seizures, exposure, h):
         if not (x.flags.c_contiguous and x.flags.writeable):
             raise ValueError("trade updates the state in place: it needs writable C-ordered arrays")
-    if np.shares_memory(seizures, exposure) or np.shares_memory(seizures, h) or np.shares_memory(exposure, h):
+    # a bounds check (cheap, every week): for whole C-ordered arrays, overlapping bounds mean shared memory
+    if any(np.may_share_memory(x, y) for x, y in ((seizures, exposure), (seizures, h), (exposure, h))):
         raise ValueError("trade updates seizures, exposure and h in place: they must be separate arrays")
     rn = (n_rep, n_net)
     pr = _param_rows(p, n_rep)

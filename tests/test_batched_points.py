@@ -323,16 +323,35 @@ def test_rows_on_common_random_numbers_share_one_draw_with_the_same_numbers(monk
 
     keys = np.array([[0, 0], [0, 1], [0, 0], [3, 1], [0, 1], [0, 0]])
     weeks, shape = 30, (4, 5)
-    monkeypatch.setattr(vectorized, "BLOCK_BYTES", 4 * len(keys) * 4 * 5 * 8)  # 4 weeks a draw: chunk boundaries
+    monkeypatch.setattr(vectorized, "BLOCK_BYTES", 4 * 3 * 4 * 5 * 8)  # 4 weeks of 3 streams a draw
     blocks = vectorized._Blocks(11, keys, Stream.SHIPMENTS, shape, weeks)
-    assert blocks.chunk == 4 and weeks % blocks.chunk != 0  # the last draw is shorter
+    assert blocks.chunk == 4 and weeks % blocks.chunk != 0  # draw boundaries, and the last draw is shorter
     assert len(blocks.gens) == 3  # one draw per distinct key
     own = [generator(11, int(k), int(r), Stream.SHIPMENTS) for k, r in keys]
     for week in range(weeks):
+        distinct, index = blocks.shared(week)
+        assert distinct.shape == (3, *shape) and list(index) == [0, 1, 0, 2, 1, 0]
         got = blocks.week(week)
         for i, g in enumerate(own):
-            np.testing.assert_array_equal(got[i], g.random(shape))
+            expected = g.random(shape)
+            np.testing.assert_array_equal(got[i], expected)
+            np.testing.assert_array_equal(distinct[index[i]], expected)
     assert not np.array_equal(got[0], got[1]) and np.array_equal(got[0], got[5])
+
+
+def test_rows_with_their_own_streams_get_views_of_one_draw() -> None:
+    """Without shared keys, each row's block is its own generator's, handed out without a copy."""
+    from displacement_sim import vectorized
+    from displacement_sim.streams import Stream, generator
+
+    keys = np.array([[2, 0], [2, 1], [5, 0]])
+    blocks = vectorized._Blocks(4, keys, Stream.SHIPMENTS, (3, 7), 5)
+    own = [generator(4, int(k), int(r), Stream.SHIPMENTS) for k, r in keys]
+    for week in range(5):
+        got = blocks.week(week)
+        assert np.shares_memory(got, blocks.buffer)
+        for i, g in enumerate(own):
+            np.testing.assert_array_equal(got[i], g.random((3, 7)))
 
 
 def test_a_common_random_numbers_batch_equals_its_points_alone() -> None:

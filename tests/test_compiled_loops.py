@@ -269,6 +269,18 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
         np.testing.assert_array_equal(a, b, err_msg=name)
     for name, new in zip(state, learned, strict=True):
         np.testing.assert_array_equal(state[name], new, err_msg=name)
+    # rows reading shared uniform rows (common random numbers) equal rows given copies of them
+    u_rows = np.array([1, 0, 1])
+    copies = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    shared = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    args = (p, plan.a0, 1.3, s["lam"], s["m"], s["rate"])
+    by_copy = kx.trade(*args, *copies.values(), s["alive"], u[u_rows], l_max, i_q, t, g, cp.port_agency)
+    by_index = kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, u_rows)
+    assert not np.array_equal(by_copy[2], got[2])  # other uniforms, other loads: the index is used
+    for a, b in zip((*by_copy, *copies.values()), (*by_index, *shared.values()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="u_rows"):
+        kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, np.array([0, 2, 1]))
     with pytest.raises(ValueError, match="in place"):
         kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], s["seizures"][:, ::2], s["exposure"][:, ::2],
                  s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency)  # fmt: skip

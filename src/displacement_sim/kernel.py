@@ -381,10 +381,11 @@ def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=CACHE, nogil=True, inline="always")
-def _ship_row(r, cr, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught):
+def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught):
     """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
 
-    ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`).
+    ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`) and the
+    uniforms at row ``ur`` of ``u`` (rows on common random numbers share one).
     """
     n_net, n_alt = loads.shape[1], loads.shape[2]
     n_ports = n_alt - 1
@@ -392,16 +393,16 @@ def _ship_row(r, cr, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det
         for j in range(n_alt):
             loads[r, n, j] = 0.0
             caught[r, n, j] = 0.0
-        n_loads = mx.poisson_from_uniform(u[r, n, 0], mean_loads[r, n], l_max)
+        n_loads = mx.poisson_from_uniform(u[ur, n, 0], mean_loads[r, n], l_max)
         for k in range(n_loads):
-            alt = mx.choose_one(u[r, n, 1 + k], cum_ship[cr, n])
+            alt = mx.choose_one(u[ur, n, 1 + k], cum_ship[cr, n])
             if alt == n_ports:
                 d = e_det[r]
             else:
                 a = agency[alt]
                 d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
             loads[r, n, alt] += 1.0
-            if u[r, n, 1 + l_max + k] < d:
+            if u[ur, n, 1 + l_max + k] < d:
                 caught[r, n, alt] += 1.0
 
 
@@ -411,7 +412,7 @@ def _ship_rows(
 ):  # fmt: skip
     """Step 5 for each (row, network) (:func:`_ship_row` for each row)."""
     for r in range(h.shape[0]):
-        _ship_row(r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -568,18 +569,25 @@ def trade(
     t: np.ndarray,
     g: np.ndarray,
     port_agency: np.ndarray,
+    u_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
     One compiled pass per row runs the four phases on that row's networks while they
     are in the cache, through the same per-row functions as the separate phases
     (so the numbers are the same, bit for bit). ``seizures``, ``exposure`` and ``h``
-    (C-ordered) are updated in place. Returns ``(m_eff, mean_loads, loads, caught)``,
-    the last two ``(R, N, P + 1)`` counts.
+    (C-ordered) are updated in place. Row ``r`` ships with the uniforms ``u[u_rows[r]]``
+    (default: ``u[r]``), so rows on common random numbers can share one block without
+    copies. Returns ``(m_eff, mean_loads, loads, caught)``, the last two ``(R, N, P + 1)`` counts.
     """
     n_rep, n_net, n_ports = seizures.shape
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
-    if u.shape[:2] != (n_rep, n_net) or g.shape[:2] != (n_rep, n_net):
+    if u_rows is None:
+        u_rows = np.arange(n_rep)
+    u_rows = np.asarray(u_rows, dtype=np.int64)
+    if u_rows.shape != (n_rep,) or (n_rep and not 0 <= u_rows.min() <= u_rows.max() < u.shape[0]):
+        raise ValueError(f"u_rows needs one row of the {u.shape[0]} uniform rows for each of {n_rep} rows")
+    if u.shape[1] != n_net or g.shape[:2] != (n_rep, n_net):
         raise ValueError(f"uniforms {u.shape[:2]} and intelligence {g.shape[:2]} for networks {(n_rep, n_net)}")
     for x in (seizures, exposure, h):
         if not (x.flags.c_contiguous and x.flags.writeable):
@@ -594,6 +602,7 @@ def trade(
     _trade_rows(
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
+        u_rows,
         per_row(i_q, n_rep, n_ports),
         per_row(t, n_rep, n_ports),
         g,
@@ -611,7 +620,7 @@ def trade(
 
 _TRADE_TYPES = (
     *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
-    F3, F2, F2, F3, I1, int64,  # ship: uniforms, i_q, t, g, agency columns, l_max
+    F3, I1, F2, F2, F3, I1, int64,  # ship: uniforms, each row's uniform row, i_q, t, g, agency columns, l_max
     F1, F1, F1, F1, F1, F1, F2,  # news and learn: active networks, memory, omega, growth, decay, burn, c
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
 )  # fmt: skip
@@ -621,7 +630,7 @@ _TRADE_TYPES = (
 def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
-    order, nest_of, n_nests, u, i_q, t, g, agency, l_max,
+    order, nest_of, n_nests, u, u_rows, i_q, t, g, agency, l_max,
     n_active, memory, omega, growth, decay, burn, c, m_eff, mean_loads, loads, caught,
 ):  # fmt: skip
     """:func:`trade` row by row: decide, ship, news and learn for one row's networks, then the next row."""
@@ -634,7 +643,7 @@ def _trade_rows(
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
-        _ship_row(r, 0, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
         # own loads and seizures are the first P columns of loads and caught (the loops stop at P)
         _news_row(r, loads, caught, h, kappa, n_active, news_s, news_e)
         _learn_row(

@@ -111,33 +111,40 @@ class _Blocks:
 
     Drawing ``k`` weeks in one call gives the same numbers as ``k`` weekly calls; the
     number of weeks per draw is bounded so a block stays under ``BLOCK_BYTES``. Rows
-    with the same stream key (sweep points on common random numbers) share one draw.
+    with the same stream key (sweep points on common random numbers) share one draw:
+    :meth:`shared` hands out the distinct blocks and each row's index into them,
+    :meth:`week` one block per row.
     """
 
     def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
         # rows with the same key (common random numbers across sweep points) have the same stream:
-        # it is drawn once, by the first such row, and copied to the others
+        # it is drawn once, and every row with that key reads it
         first: dict[tuple[int, int], int] = {}
-        self.source = np.array([first.setdefault((int(k), int(r)), i) for i, (k, r) in enumerate(keys)])
-        self.drawn = np.flatnonzero(self.source == np.arange(len(keys)))
-        self.copies = np.flatnonzero(self.source != np.arange(len(keys)))
-        self.gens = [generator(seed, int(keys[i, 0]), int(keys[i, 1]), stream) for i in self.drawn]
-        self.rows, self.shape, self.weeks = len(keys), shape, weeks
-        per_week = max(len(keys) * int(np.prod(shape)) * 8, 1)
+        self.index = np.array([first.setdefault((int(k), int(r)), len(first)) for k, r in keys], dtype=np.int64)
+        self.gens = [generator(seed, k, r, stream) for k, r in first]
+        self.identity = len(self.gens) == len(keys)  # every row has its own stream (index is 0, 1, 2, ...)
+        self.shape, self.weeks = shape, weeks
+        per_week = max(len(self.gens) * int(np.prod(shape)) * 8, 1)
         self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
         self.buffer: np.ndarray | None = None
+        self.start = -1  # first week of the span in the buffer
+
+    def shared(self, week: int) -> tuple[np.ndarray, np.ndarray]:
+        """The week's distinct blocks ``(D, *shape)`` and each row's index into them ``(rows,)``."""
+        start = week - week % self.chunk
+        if start != self.start:  # the first call in a new span of weeks draws it (weeks come in order)
+            span = min(self.chunk, self.weeks - start)
+            if self.buffer is None or self.buffer.shape[1] != span:
+                self.buffer = np.empty((len(self.gens), span, *self.shape))
+            for block, g in zip(self.buffer, self.gens, strict=True):  # same numbers as weekly draws
+                g.random(out=block)
+            self.start = start
+        return self.buffer[:, week - start], self.index
 
     def week(self, week: int) -> np.ndarray:
-        offset = week % self.chunk
-        if offset == 0:
-            span = min(self.chunk, self.weeks - week)
-            if self.buffer is None or self.buffer.shape[1] != span:
-                self.buffer = np.empty((self.rows, span, *self.shape))
-            for r, g in zip(self.drawn, self.gens, strict=True):  # same numbers as weekly draws, in one buffer
-                g.random(out=self.buffer[r])
-            if len(self.copies):
-                self.buffer[self.copies] = self.buffer[self.source[self.copies]]
-        return self.buffer[:, offset]
+        """The week's block of each row ``(rows, *shape)`` (a view when no row shares its stream)."""
+        blocks, index = self.shared(week)
+        return blocks if self.identity else blocks[index]
 
 
 class _Group:
@@ -165,6 +172,7 @@ class _Group:
         i_q, t = p.detection_parts(st.rates)
         g = co.intel_by_agency(cp, st.coop.intel)
         g_net = np.swapaxes(g, -1, -2)  # (rows, networks, agencies + 1)
+        u_ship, u_rows = self.shipments.shared(week)  # rows on common random numbers read one block
         m_eff, mean_loads, loads, caught = kx.trade(
             p,
             plan.a0,
@@ -176,12 +184,13 @@ class _Group:
             st.exposure,
             st.access,
             st.alive,
-            self.shipments.week(week),
+            u_ship,
             plan.l_max,
             i_q,
             t,
             g_net,
             cp.port_agency,
+            u_rows,
         )
         # after the pass, not before shipping as in the Mesa model: the loop never reads past
         # l_max load slots, and the error ends the run either way

@@ -262,11 +262,16 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
     assert loads.sum() > 0 and caught.sum() > 0  # the comparison covers seizures
     # the fused pass, on copies it updates in place
     state = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    home = rng.integers(-1, cp.n_agencies, (rows, nets))
     got = kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], *state.values(), s["alive"], u, l_max, i_q, t, g,
-                   cp.port_agency)  # fmt: skip
+                   cp.port_agency, home)  # fmt: skip
+    totals = kx.shipment_totals(cp, loads, caught, dec.m_eff, home)
+    assert totals[4].sum() > 0  # cross-border seizures are compared too
     expected = (dec.m_eff, dec.mean_loads, loads, caught)
-    for name, a, b in zip(("m_eff", "mean_loads", "loads", "caught"), got, expected, strict=True):
+    for name, a, b in zip(("m_eff", "mean_loads", "loads", "caught"), got[:4], expected, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(got[4], totals, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg="totals")
     for name, new in zip(state, learned, strict=True):
         np.testing.assert_array_equal(state[name], new, err_msg=name)
     # rows reading shared uniform rows (common random numbers) equal rows given copies of them
@@ -274,16 +279,18 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
     copies = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
     shared = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
     args = (p, plan.a0, 1.3, s["lam"], s["m"], s["rate"])
-    by_copy = kx.trade(*args, *copies.values(), s["alive"], u[u_rows], l_max, i_q, t, g, cp.port_agency)
-    by_index = kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, u_rows)
+    by_copy = kx.trade(*args, *copies.values(), s["alive"], u[u_rows], l_max, i_q, t, g, cp.port_agency, home)
+    by_index = kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, home, u_rows)
     assert not np.array_equal(by_copy[2], got[2])  # other uniforms, other loads: the index is used
-    for a, b in zip((*by_copy, *copies.values()), (*by_index, *shared.values()), strict=True):
+    for a, b in zip((*by_copy[:4], *by_copy[4], *copies.values()), (*by_index[:4], *by_index[4], *shared.values()),
+                    strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="u_rows"):
-        kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, np.array([0, 2, 1]))
+        kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, home, np.array([0, 2]))
     with pytest.raises(ValueError, match="in place"):
         kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], s["seizures"][:, ::2], s["exposure"][:, ::2],
-                 s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency)  # fmt: skip
+                 s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency,
+                 home[:, ::2])  # fmt: skip
 
 
 def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:

@@ -552,6 +552,39 @@ def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
 # --- steps 3-6 in one pass per row (the vectorized engine) -------------------------------------------
 
 
+@njit(cache=CACHE, nogil=True, inline="always")
+def _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross):
+    """The sums of :func:`shipment_totals` for row ``r``, over networks in slot order (a running sum).
+
+    ``by_agency`` is a scratch array, one cell per agency.
+    """
+    n_net, n_alt = loads.shape[1], loads.shape[2]
+    for j in range(n_alt):
+        n_loads[r, j] = 0.0
+        shipped[r, j] = 0.0
+        seized[r, j] = 0.0
+        seized_kg[r, j] = 0.0
+    for a in range(cross.shape[1]):
+        cross[r, a] = 0.0
+    for n in range(n_net):
+        kg = m_eff[r, n]
+        for j in range(n_alt):
+            n_loads[r, j] += loads[r, n, j]
+            shipped[r, j] += loads[r, n, j] * kg
+            seized[r, j] += caught[r, n, j]
+            seized_kg[r, j] += caught[r, n, j] * kg
+        if home[r, n] < 0:
+            continue
+        by_agency[:] = 0.0
+        for q in range(n_alt - 1):  # each agency's ports, in port order
+            a = port_agency[q]
+            if a >= 0:
+                by_agency[a] += caught[r, n, q] * kg
+        for a in range(cross.shape[1]):
+            if home[r, n] != a:
+                cross[r, a] += by_agency[a]
+
+
 def trade(
     p: Params,
     a0: np.ndarray,
@@ -569,8 +602,9 @@ def trade(
     t: np.ndarray,
     g: np.ndarray,
     port_agency: np.ndarray,
+    home_agency: np.ndarray,
     u_rows: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
     One compiled pass per row runs the four phases on that row's networks while they
@@ -578,7 +612,10 @@ def trade(
     (so the numbers are the same, bit for bit). ``seizures``, ``exposure`` and ``h``
     (C-ordered) are updated in place. Row ``r`` ships with the uniforms ``u[u_rows[r]]``
     (default: ``u[r]``), so rows on common random numbers can share one block without
-    copies. Returns ``(m_eff, mean_loads, loads, caught)``, the last two ``(R, N, P + 1)`` counts.
+    copies. ``home_agency`` ``(R, N)`` is each network's home agency (-1: none), for the
+    week's totals. Returns ``(m_eff, mean_loads, loads, caught, totals)``: ``loads`` and
+    ``caught`` are ``(R, N, P + 1)`` counts, ``totals`` what :func:`shipment_totals` returns
+    for them, summed while each row is in the cache.
     """
     n_rep, n_net, n_ports = seizures.shape
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
@@ -599,6 +636,10 @@ def trade(
     pr = _param_rows(p, n_rep)
     m_eff, mean_loads = np.empty(rn), np.empty(rn)
     loads, caught = np.empty((*rn, n_ports + 1)), np.empty((*rn, n_ports + 1))
+    home = np.asarray(home_agency, dtype=np.int64)
+    if home.shape != rn:
+        raise ValueError(f"home_agency {home.shape} for networks {rn}")
+    totals = _totals_outputs(n_rep, n_ports + 1, g.shape[-1] - 1)
     _trade_rows(
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
@@ -610,19 +651,24 @@ def trade(
         l_max,
         np.maximum(per_network(alive, rn, rn, bool).sum(axis=1), 1).astype(np.float64),
         *(pr[k] for k in ("memory", "omega", "access_growth", "access_decay", "access_burn", "c")),
+        home,
+        np.asarray(port_agency, dtype=np.int64),
         m_eff,
         mean_loads,
         loads,
         caught,
+        *totals,
     )
-    return m_eff, mean_loads, loads, caught
+    return m_eff, mean_loads, loads, caught, totals
 
 
 _TRADE_TYPES = (
     *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
     F3, I1, F2, F2, F3, I1, int64,  # ship: uniforms, each row's uniform row, i_q, t, g, agency columns, l_max
     F1, F1, F1, F1, F1, F1, F2,  # news and learn: active networks, memory, omega, growth, decay, burn, c
+    I2, I1,  # totals: home agency of each network, agency of each port
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
+    F2, F2, F2, F2, F2,  # and the totals: loads, shipped kg, seized loads, seized kg, cross-border seized kg
 )  # fmt: skip
 
 
@@ -631,19 +677,22 @@ def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
     order, nest_of, n_nests, u, u_rows, i_q, t, g, agency, l_max,
-    n_active, memory, omega, growth, decay, burn, c, m_eff, mean_loads, loads, caught,
+    n_active, memory, omega, growth, decay, burn, c, home, port_agency, m_eff, mean_loads, loads, caught,
+    n_loads, shipped, seized, seized_kg, cross,
 ):  # fmt: skip
-    """:func:`trade` row by row: decide, ship, news and learn for one row's networks, then the next row."""
+    """:func:`trade` row by row: decide, ship, totals, news and learn for one row's networks, then the next row."""
     n_rep, n_net, n_ports = seizures.shape
     work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
     utility, risk = np.empty(n_ports), np.empty(n_ports + 1)
     probs, cum_ship = np.empty((1, n_net, n_ports + 2)), np.empty((1, n_net, n_ports + 1))  # one row's scratch
     news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
+    by_agency = np.empty(cross.shape[1])
     rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
         _ship_row(r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)
         # own loads and seizures are the first P columns of loads and caught (the loops stop at P)
         _news_row(r, loads, caught, h, kappa, n_active, news_s, news_e)
         _learn_row(
@@ -667,7 +716,7 @@ def shipment_totals(cp, loads: np.ndarray, caught: np.ndarray, m_eff: np.ndarray
     """
     rows, (n_net, n_alt) = loads.shape[:-2], loads.shape[-2:]
     n_rep = math.prod(rows)
-    out = [np.empty((n_rep, n_alt)) for _ in range(4)] + [np.empty((n_rep, cp.n_agencies))]
+    out = _totals_outputs(n_rep, n_alt, cp.n_agencies)
     _totals_rows(
         np.reshape(loads, (n_rep, n_net, n_alt)),
         np.reshape(caught, (n_rep, n_net, n_alt)),
@@ -679,31 +728,17 @@ def shipment_totals(cp, loads: np.ndarray, caught: np.ndarray, m_eff: np.ndarray
     return tuple(x.reshape(*rows, x.shape[-1]) for x in out)
 
 
+def _totals_outputs(n_rep: int, n_alt: int, n_agencies: int) -> tuple[np.ndarray, ...]:
+    """The arrays :func:`shipment_totals` returns (filled by :func:`_totals_row`)."""
+    return (*(np.empty((n_rep, n_alt)) for _ in range(4)), np.empty((n_rep, n_agencies)))
+
+
 @njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True)
 def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
-    """Sums over networks in slot order (a running sum, as :func:`sum_over_networks`)."""
-    n_rep, n_net, n_alt = loads.shape
-    for x in (n_loads, shipped, seized, seized_kg, cross):
-        x[:] = 0.0
+    """Sums over networks in slot order (:func:`_totals_row` for each row)."""
     by_agency = np.empty(cross.shape[1])
-    for r in range(n_rep):
-        for n in range(n_net):
-            kg = m_eff[r, n]
-            for j in range(n_alt):
-                n_loads[r, j] += loads[r, n, j]
-                shipped[r, j] += loads[r, n, j] * kg
-                seized[r, j] += caught[r, n, j]
-                seized_kg[r, j] += caught[r, n, j] * kg
-            if home[r, n] < 0:
-                continue
-            by_agency[:] = 0.0
-            for q in range(n_alt - 1):  # each agency's ports, in port order
-                a = port_agency[q]
-                if a >= 0:
-                    by_agency[a] += caught[r, n, q] * kg
-            for a in range(cross.shape[1]):
-                if home[r, n] != a:
-                    cross[r, a] += by_agency[a]
+    for r in range(loads.shape[0]):
+        _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)
 
 
 def week_record(
@@ -720,14 +755,19 @@ def week_record(
     alive: np.ndarray,
     rates: np.ndarray,
     events: dict[str, np.ndarray],
+    totals: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Step 10: the week's numbers, summed over networks in slot order (network axis -2 / -1).
 
     ``loads`` and ``caught`` are ``(L, N, P + 1)`` counts; the rest per network ``(L, N)``:
     ``m``, ``rate`` and ``traded`` describe the networks that traded this week (before
-    dismantling and renewal), ``alive`` those active at the end of the week.
+    dismantling and renewal), ``alive`` those active at the end of the week. ``totals``
+    are :func:`shipment_totals` of this week's shipments if already summed (:func:`trade`);
+    the slots that shipped keep their home through renewal (a successor inherits it, an
+    entrant only fills a slot vacant since an earlier week), so both give the same sums.
     """
-    totals = shipment_totals(cp, loads, caught, m_eff, coop.home_agency)
+    if totals is None:
+        totals = shipment_totals(cp, loads, caught, m_eff, coop.home_agency)
     n_loads, shipped, seized_loads, seized_kg, cross_border = totals
     both = np.stack([capacity_kg(supply, m, rate, traded), coop.capacity0], axis=-1)
     capacity, capacity0 = np.moveaxis(sum_over_networks(both, axis=both.ndim - 2), -1, 0)

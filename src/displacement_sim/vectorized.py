@@ -173,7 +173,7 @@ class _Group:
         g = co.intel_by_agency(cp, st.coop.intel)
         g_net = np.swapaxes(g, -1, -2)  # (rows, networks, agencies + 1)
         u_ship, u_rows = self.shipments.shared(week)  # rows on common random numbers read one block
-        m_eff, mean_loads, loads, caught = kx.trade(
+        m_eff, mean_loads, loads, caught, totals = kx.trade(
             p,
             plan.a0,
             supply,
@@ -190,6 +190,7 @@ class _Group:
             t,
             g_net,
             cp.port_agency,
+            st.coop.home_agency,
             u_rows,
         )
         # after the pass, not before shipping as in the Mesa model: the loop never reads past
@@ -210,7 +211,7 @@ class _Group:
         events["entrants"] = entrant.sum(axis=1).astype(float)
         # 10. record
         rec = kx.week_record(
-            p, cp, st.coop, supply, loads, caught, m_eff, m_week, rate_week, active, st.alive, st.rates, events
+            p, cp, st.coop, supply, loads, caught, m_eff, m_week, rate_week, active, st.alive, st.rates, events, totals
         )
         st.history[:, week % HISTORY_WEEKS] = rec["seized_loads"][:, :-1]
         return rec

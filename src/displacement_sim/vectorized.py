@@ -128,6 +128,7 @@ class _Blocks:
         self.chunk = int(max(1, min(WEEK_CHUNK, BLOCK_BYTES // per_week)))
         self.buffer: np.ndarray | None = None
         self.start = -1  # first week of the span in the buffer
+        self.per_row: np.ndarray | None = None  # each row's block, when rows share streams
 
     def shared(self, week: int) -> tuple[np.ndarray, np.ndarray]:
         """The week's distinct blocks ``(D, *shape)`` and each row's index into them ``(rows,)``."""
@@ -142,9 +143,17 @@ class _Blocks:
         return self.buffer[:, week - start], self.index
 
     def week(self, week: int) -> np.ndarray:
-        """The week's block of each row ``(rows, *shape)`` (a view when no row shares its stream)."""
+        """The week's block of each row ``(rows, *shape)``, valid until the next call.
+
+        A view of the draw when no row shares its stream; otherwise the shared blocks are
+        copied into one preallocated buffer (fresh pages every week would cost more than the copy).
+        """
         blocks, index = self.shared(week)
-        return blocks if self.identity else blocks[index]
+        if self.identity:
+            return blocks
+        if self.per_row is None:
+            self.per_row = np.empty((len(index), *self.shape))
+        return np.take(blocks, index, axis=0, out=self.per_row)
 
 
 class _Group:

@@ -334,3 +334,33 @@ def test_cache_directory_follows_the_source_and_falls_back(tmp_path, monkeypatch
     assert _jit.cache_dir() is None
     monkeypatch.setattr(_jit, "_SOURCES", ("no-such-module.py",))
     assert _jit._source_digest() is None
+
+
+def test_a_new_cache_beside_the_package_removes_the_caches_of_earlier_sources(tmp_path, monkeypatch) -> None:
+    """Stale ``numba-*`` caches in the package's ``__pycache__`` go; shared cache folders are left alone."""
+    import shutil
+
+    from displacement_sim import _jit
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    for name in _jit._SOURCES:
+        shutil.copy(_jit._HERE / name, package / name)
+    monkeypatch.setattr(_jit, "_HERE", package)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    pycache = package / "__pycache__"
+    for name in ("numba-0123456789abcdef", "numba-fedcba9876543210", "other"):
+        (pycache / name).mkdir(parents=True)
+        (pycache / name / "loop.nbi").write_bytes(b"x")
+    current = _jit.cache_dir()
+    assert current is not None and current.parent == pycache
+    assert sorted(p.name for p in pycache.iterdir()) == sorted([current.name, "other"])
+    (pycache / "numba-0000000000000000").mkdir()
+    assert _jit.cache_dir() == current  # an existing cache: nothing is removed
+    assert (pycache / "numba-0000000000000000").exists()
+    # a shared cache folder keeps other versions' caches
+    shared = tmp_path / "shared"
+    (shared / "displacement-sim-0123456789abcdef").mkdir(parents=True)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(shared))
+    assert _jit.cache_dir().parent == shared
+    assert (shared / "displacement-sim-0123456789abcdef").exists()

@@ -13,6 +13,10 @@
   when that variable is set, else ``__pycache__/numba-<hash>`` beside this module
   when writable, else ``~/.cache/displacement-sim/numba-<hash>``; when none is
   writable the loops are compiled in memory on each start (``CACHE`` is False).
+- **No stale caches beside the package.** When a new version is cached in
+  ``__pycache__``, the caches of earlier sources there are removed (they can only be
+  reused if an edit is reverted, which then compiles once more). Caches under
+  ``$NUMBA_CACHE_DIR`` or ``~/.cache`` may be shared by several installs and are left alone.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numba
 from numba import boolean, float64, int64
 
-__all__ = ["B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "cache_dir", "restore_cache_setting"]
+__all__ = [
+    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3",
+    "cache_dir", "remove_stale_caches", "restore_cache_setting",
+]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
 _SOURCES = ("_jit.py", "mechanics.py", "kernel.py", "cooperation.py")
@@ -57,10 +65,25 @@ def cache_dir() -> Path | None:
     candidates = []
     if os.environ.get("NUMBA_CACHE_DIR"):
         candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / f"displacement-sim-{digest}")
-    candidates.append(_HERE / "__pycache__" / f"numba-{digest}")
+    beside = _HERE / "__pycache__" / f"numba-{digest}"
+    candidates.append(beside)
     with contextlib.suppress(RuntimeError):  # no home directory: no such candidate
         candidates.append(Path.home() / ".cache" / "displacement-sim" / f"numba-{digest}")
-    return next((path for path in candidates if _writable(path)), None)
+    for path in candidates:
+        new = not path.exists()
+        if _writable(path):
+            if new and path == beside:
+                remove_stale_caches(path)
+            return path
+    return None
+
+
+def remove_stale_caches(current: Path) -> list[Path]:
+    """Remove the other ``numba-*`` caches beside ``current`` (earlier sources); returns them."""
+    stale = [p for p in current.parent.glob("numba-*") if p.is_dir() and p.name != current.name]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)  # another process may be removing it too
+    return stale
 
 
 _DIR = cache_dir()

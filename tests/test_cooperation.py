@@ -604,3 +604,84 @@ def test_joint_teams_open_as_the_numpy_equations(lead: tuple[int, ...]) -> None:
     every = np.ones((*lead, n), bool)
     ev = _assert_open_cases_as_reference(cp, st_a, st_b, 30, u[0], u[1], every, every)
     assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()
+
+
+def _intel_by_agency_reference(cp, intel):
+    """The original numpy ``intel_by_agency``, verbatim."""
+    partners = intel.sum(axis=-2, keepdims=True) - intel
+    nd = intel.ndim
+    g = np.minimum(
+        1.0, co.at(cp.gamma, nd) * intel + co.at(cp.tip_gamma, nd) * cp.tip_weight * co.at(cp.share, nd) * partners
+    )
+    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    lead=st.sampled_from([(), (1,), (6,)]),
+    n_agencies=st.sampled_from([1, 2, 3]),
+    per_row_values=st.booleans(),
+)
+def test_intel_by_agency_equals_the_numpy_expression(seed, lead, n_agencies, per_row_values) -> None:
+    """The compiled tips (shared or per-row gamma, tip_gamma, share; intel at 0 and 1 too) equal the numpy code."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+
+    def value(lo, hi):
+        return rng.uniform(lo, hi, lead) if per_row_values and lead else float(rng.uniform(lo, hi))
+
+    cp = dataclasses.replace(
+        base,
+        codes=tuple(f"C{i}" for i in range(n_agencies)),
+        gamma=value(0.0, 3.0),
+        tip_gamma=value(0.0, 3.0),
+        share=value(0.0, 1.0),
+        delay_weeks=int(rng.integers(0, 6)),
+    )
+    shape = (*lead, n_agencies, 30)
+    intel = np.where(rng.random(shape) < 0.2, rng.integers(0, 2, shape), rng.random(shape)).astype(float)
+    np.testing.assert_array_equal(co.intel_by_agency(cp, intel), _intel_by_agency_reference(cp, intel))
+
+
+def _case_counts_reference(case_on, case_joint):
+    """The original numpy counts of ``investigate`` (duplicated, case weeks, unit weeks), verbatim."""
+
+    def joint_follower(case_joint):
+        if not case_joint.any():
+            return np.False_
+        lower_joint = np.cumsum(case_joint, axis=-2) - case_joint > 0
+        return case_joint & lower_joint
+
+    single = case_on & ~case_joint
+    duplicated = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
+    case_weeks = (case_on & ~joint_follower(case_joint)).sum(axis=-1).astype(float)
+    unit_weeks = case_on.sum(axis=-1).astype(float)
+    return duplicated, case_weeks, unit_weeks
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lead=st.sampled_from([(), (5,)]), n_agencies=st.sampled_from([2, 3]))
+def test_case_counts_equal_the_numpy_equations(seed: int, lead: tuple[int, ...], n_agencies: int) -> None:
+    """Duplicated cases, case weeks and unit weeks after step 8 (national, joint and overlapping cases) as before."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base,
+        codes=tuple(f"C{i}" for i in range(n_agencies)),
+        case_units=np.full(n_agencies, 3),
+        open_rate=np.zeros(n_agencies),
+        dur_weeks=np.full(n_agencies, 10.0),
+        sigma=np.full(n_agencies, 0.3),
+    )
+    n = 30
+    st_ = initial_coop_state(cp, lead, n, np.full((*lead, n), "C0"), np.ones((*lead, n)))
+    st_.case_on = rng.random(st_.case_on.shape) < 0.5
+    joint_net = rng.random((*lead, 1, n)) < 0.4  # joint cases: every agency of the network in it
+    st_.case_joint = joint_net & (rng.random(st_.case_on.shape) < 0.8) & st_.case_on
+    u = np.ones((*lead, n_agencies, n, len(co.INVESTIGATION_COLUMNS)))  # no case ends (t_case_end -1) or opens
+    ev = co.investigate(cp, st_, 0, u, np.ones((*lead, n), bool), np.ones((*lead, n), bool))
+    expected = _case_counts_reference(st_.case_on, st_.case_joint)
+    for name, want in zip(("duplicated", "case_weeks", "unit_weeks"), expected, strict=True):
+        np.testing.assert_array_equal(ev[name], want, err_msg=name)
+    assert expected[0].sum() > 0 and st_.case_joint.any()  # duplicated and joint cases: the check is not vacuous

@@ -685,3 +685,27 @@ def test_case_counts_equal_the_numpy_equations(seed: int, lead: tuple[int, ...],
     for name, want in zip(("duplicated", "case_weeks", "unit_weeks"), expected, strict=True):
         np.testing.assert_array_equal(ev[name], want, err_msg=name)
     assert expected[0].sum() > 0 and st_.case_joint.any()  # duplicated and joint cases: the check is not vacuous
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lead=st.sampled_from([(), (5,)]), mode=st.sampled_from(sorted(co.COORDINATION)))
+def test_draws_at_the_hazard_open_cases_as_the_numpy_equations(seed, lead, mode) -> None:
+    """Draws one ulp below and exactly at each hazard (where skipping draws above ``rate I`` could err), as before."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base, codes=("C0", "C1"), case_units=np.array([40, 40]), open_rate=rng.uniform(0.01, 3.0, 2), coordination=mode
+    )
+    n, week = 40, 30
+    home = rng.choice(np.array(["C0", "C1", "CO"]), (*lead, n))
+    st_a = initial_coop_state(cp, lead, n, home, np.ones((*lead, n)))
+    shape = st_a.intel.shape
+    st_a.intel = np.where(rng.random(shape) < 0.2, rng.integers(0, 2, shape), rng.random(shape) ** 4).astype(float)
+    st_a.landed = np.where(rng.random(shape) < 0.3, 0.0, rng.exponential(1.0, shape))
+    st_b = copy.deepcopy(st_a)
+    nx = _nexus_reference(cp, st_a)[0]
+    hazard = np.stack([1.0 - np.exp(-cp.open_rate[a] * st_a.intel[..., a, :] * nx[..., a, :]) for a in range(2)], -2)
+    u_open = np.where(rng.random(shape) < 0.5, hazard, np.nextafter(hazard, 0.0))  # at, or one ulp below
+    every = np.ones((*lead, n), bool)
+    ev = _assert_open_cases_as_reference(cp, st_a, st_b, week, u_open, rng.random(shape), every, every)
+    assert ev["cases_opened"].sum() > 0

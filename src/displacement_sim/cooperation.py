@@ -501,7 +501,7 @@ def _take_first_rows(want, priority, free, out):
 
 
 _OPEN_TYPES = (
-    B2, B2, B2, B3, F3, F3, I2, F1, float64,  # allowed, alive, hvt; case_on, intel, landed, home; nexus weights
+    B2, B2, B2, B3, F3, F3, I2, F1, float64,  # allowed, alive, hvt; case_on, intel, landed, home; weights, landed_min
     int64, int64, F1, F2,  # agency, its units, open rate, draws
     B2, B2,  # outputs: opened, opened on shared targets
 )  # fmt: skip
@@ -516,6 +516,13 @@ def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min,
     these cells only, :func:`_nexus_cell`) and the draw ``u < hazard``. Of those wanted, the
     free units' worth (``units`` less ``a``'s open cases, at least 0) with the lowest key
     ``u / hazard`` (:func:`_take_first_row`). ``shared``: opened and a shared target (:func:`_shared_cell`).
+
+    Most draws are far above the hazard; those are skipped before the nexus and ``exp``
+    are computed, with the same outcome (the key is read only where a case is wanted).
+    The bound: with non-negative weights, loads and intel the nexus is at most 1 in
+    floating point too (every rounding is monotone), so ``rate I nexus <= rate I``; and
+    ``1 - exp(-x) <= x``, computed within ``2^-52`` (``exp`` is accurate to 1 ulp), so
+    ``u >= rate I + 1e-15`` means ``u >= hazard``.
     """
     n = allowed.shape[1]
     want, priority = np.empty(n, dtype=np.bool_), np.empty(n)
@@ -525,6 +532,8 @@ def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min,
             busy += case_on[r, a, j]
             want[j], priority[j] = False, 0.0
             if allowed[r, j] and alive[r, j] and hvt[r, j] and not case_on[r, a, j]:
+                if u[r, j] >= rate[r] * intel[r, a, j] + 1e-15:
+                    continue  # no case (see the bound above)
                 hazard = 1.0 - math.exp(-rate[r] * intel[r, a, j] * _nexus_cell(landed, intel, home, w, r, a, j))
                 want[j] = u[r, j] < hazard
                 priority[j] = u[r, j] / (hazard if hazard > 0 else 1.0)

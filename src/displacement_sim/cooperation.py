@@ -243,10 +243,8 @@ def gather_intel(
     lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
     rows = math.prod(lead)
     gains = [per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)]
-    intel = np.empty((rows, n_agencies, n_net))
-    landed = np.empty((rows, n_agencies, n_net))
-    st.pending = np.ascontiguousarray(st.pending)  # so that the reshape below is a view, updated in place
-    pending = st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net)
+    for name in ("intel", "landed", "pending"):  # C order, so that the reshapes below are views, updated in place
+        setattr(st, name, np.ascontiguousarray(getattr(st, name)))
     _intel_rows(
         np.reshape(seized, (rows, n_net, -1)),
         np.reshape(loads, (rows, n_net, -1)),
@@ -256,18 +254,14 @@ def gather_intel(
         np.reshape(alive, (rows, n_net)),
         st.home_agency.reshape(rows, n_net),
         st.intel.reshape(rows, n_agencies, n_net),
-        pending,
+        st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net),
         (week + cp.delay_weeks) % PENDING_WEEKS,
         week % PENDING_WEEKS,
         week,
         *gains,
         st.landed.reshape(rows, n_agencies, n_net),
         per_row(cp.memory, rows),
-        intel,
-        landed,
     )
-    st.intel = intel.reshape(st.intel.shape)
-    st.landed = landed.reshape(st.landed.shape)
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
@@ -284,18 +278,19 @@ def gather_intel(
 
 _INTEL_TYPES = (
     F3, F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64,  # seized, loads, ports, cases, networks, intel, pending
-    F1, F1, F1, F1, F1, F3, F1, F3, F3,  # gains, share, decay; landed, memory; outputs
+    F1, F1, F1, F1, F1, F3, F1,  # gains, share, decay; landed, memory
 )  # fmt: skip
 
 
 @njit(void(*_INTEL_TYPES), cache=CACHE, nogil=True)
 def _intel_rows(
     seized, loads, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
-    gain_seizure, gain_case, gain_home, share, decay, landed, memory, out, out_landed,
+    gain_seizure, gain_case, gain_home, share, decay, landed, memory,
 ):  # fmt: skip
-    """:func:`gather_intel` without shocks, per row, agency and network (``pending`` updated in place).
+    """:func:`gather_intel` without shocks, per row, agency and network (``intel`` and ``pending`` updated in place).
 
-    Also the loads landed in each agency's ports, decaying like evidence: ``memory x landed + loads``.
+    Also the loads landed in each agency's ports, decaying like evidence: ``landed <- memory x landed + loads``
+    (in place). Each cell of ``intel`` and ``landed`` is read before it is written, and by no other cell.
     """
     n_rows, n_agencies, n_net = intel.shape
     own = np.empty(n_agencies)
@@ -312,7 +307,7 @@ def _intel_rows(
                     landed_now[a] += loads[r, n, p]
             total = 0.0
             for a in range(n_agencies):
-                out_landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
+                landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
                 working = case_on[r, a, n] and week >= t_active[r, a, n]
                 domestic = alive[r, n] and home[r, n] == a
                 own[a] = min(1.0, gain_seizure[r] * by_agency[a] + gain_case[r] * working + gain_home[r] * domestic)
@@ -323,7 +318,7 @@ def _intel_rows(
                 received = pending[r, now, a, n]
                 pending[r, now, a, n] = 0.0
                 decayed = intel[r, a, n] * (1.0 - decay[r])
-                out[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
+                intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
 
 
 # --- step 8: investigations ----------------------------------------------------------------------------

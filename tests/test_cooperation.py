@@ -606,44 +606,6 @@ def test_joint_teams_open_as_the_numpy_equations(lead: tuple[int, ...]) -> None:
     assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()
 
 
-def _intel_by_agency_reference(cp, intel):
-    """The original numpy ``intel_by_agency``, verbatim."""
-    partners = intel.sum(axis=-2, keepdims=True) - intel
-    nd = intel.ndim
-    g = np.minimum(
-        1.0, co.at(cp.gamma, nd) * intel + co.at(cp.tip_gamma, nd) * cp.tip_weight * co.at(cp.share, nd) * partners
-    )
-    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    lead=st.sampled_from([(), (1,), (6,)]),
-    n_agencies=st.sampled_from([1, 2, 3]),
-    per_row_values=st.booleans(),
-)
-def test_intel_by_agency_equals_the_numpy_expression(seed, lead, n_agencies, per_row_values) -> None:
-    """The compiled tips (shared or per-row gamma, tip_gamma, share; intel at 0 and 1 too) equal the numpy code."""
-    rng = np.random.default_rng(seed)
-    base = coop_params(load_scenario("scenarios/baseline.yaml"))
-
-    def value(lo, hi):
-        return rng.uniform(lo, hi, lead) if per_row_values and lead else float(rng.uniform(lo, hi))
-
-    cp = dataclasses.replace(
-        base,
-        codes=tuple(f"C{i}" for i in range(n_agencies)),
-        gamma=value(0.0, 3.0),
-        tip_gamma=value(0.0, 3.0),
-        share=value(0.0, 1.0),
-        delay_weeks=int(rng.integers(0, 6)),
-    )
-    shape = (*lead, n_agencies, 30)
-    intel = np.where(rng.random(shape) < 0.2, rng.integers(0, 2, shape), rng.random(shape)).astype(float)
-    np.testing.assert_array_equal(co.intel_by_agency(cp, intel), _intel_by_agency_reference(cp, intel))
-
-
 def _case_counts_reference(case_on, case_joint):
     """The original numpy counts of ``investigate`` (duplicated, case weeks, unit weeks), verbatim."""
 

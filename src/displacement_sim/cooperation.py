@@ -187,37 +187,11 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
 
     ``w_tip = max(0, 1 - delay / shelf)``: the share of a partner's tip that arrives before
     the container. The extra last row is zeros: the term of ports with no agency (index -1).
-    One compiled pass (:func:`_tips_rows`) instead of numpy temporaries over the whole array.
     """
-    lead, (n_agencies, n_net) = intel.shape[:-2], intel.shape[-2:]
-    rows = math.prod(lead)
-    out = np.empty((rows, n_agencies + 1, n_net))
-    _tips_rows(
-        np.reshape(intel, (rows, n_agencies, n_net)),
-        *(per_row(x, rows) for x in (cp.gamma, cp.tip_gamma, cp.share)),
-        float(cp.tip_weight),
-        out,
-    )
-    return out.reshape((*lead, n_agencies + 1, n_net))
-
-
-@njit(void(F3, F1, F1, F1, float64, F3), cache=CACHE, nogil=True)
-def _tips_rows(intel, gamma, tip_gamma, share, tip_weight, out):
-    """:func:`intel_by_agency` per row and network, as the numpy expression computed it.
-
-    The partners' intel is the sum over agencies (from 0, in code order) less the agency's
-    own; the tip factor is ``(tip_gamma x w_tip) x share``, multiplied in that order.
-    """
-    n_rows, n_agencies, n_net = intel.shape
-    for r in range(n_rows):
-        tip = tip_gamma[r] * tip_weight * share[r]
-        for n in range(n_net):
-            total = 0.0
-            for a in range(n_agencies):
-                total += intel[r, a, n]
-            for a in range(n_agencies):
-                out[r, a, n] = min(1.0, gamma[r] * intel[r, a, n] + tip * (total - intel[r, a, n]))
-            out[r, n_agencies, n] = 0.0
+    partners = intel.sum(axis=-2, keepdims=True) - intel
+    nd = intel.ndim
+    g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
+    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
 
 
 # --- step 7: intelligence -----------------------------------------------------------------------------

@@ -604,3 +604,70 @@ def test_joint_teams_open_as_the_numpy_equations(lead: tuple[int, ...]) -> None:
     every = np.ones((*lead, n), bool)
     ev = _assert_open_cases_as_reference(cp, st_a, st_b, 30, u[0], u[1], every, every)
     assert ev["cases_opened"].sum() > 0 and st_a.case_joint.any()
+
+
+def _case_counts_reference(case_on, case_joint):
+    """The original numpy counts of ``investigate`` (duplicated, case weeks, unit weeks), verbatim."""
+
+    def joint_follower(case_joint):
+        if not case_joint.any():
+            return np.False_
+        lower_joint = np.cumsum(case_joint, axis=-2) - case_joint > 0
+        return case_joint & lower_joint
+
+    single = case_on & ~case_joint
+    duplicated = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
+    case_weeks = (case_on & ~joint_follower(case_joint)).sum(axis=-1).astype(float)
+    unit_weeks = case_on.sum(axis=-1).astype(float)
+    return duplicated, case_weeks, unit_weeks
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lead=st.sampled_from([(), (5,)]), n_agencies=st.sampled_from([2, 3]))
+def test_case_counts_equal_the_numpy_equations(seed: int, lead: tuple[int, ...], n_agencies: int) -> None:
+    """Duplicated cases, case weeks and unit weeks after step 8 (national, joint and overlapping cases) as before."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base,
+        codes=tuple(f"C{i}" for i in range(n_agencies)),
+        case_units=np.full(n_agencies, 3),
+        open_rate=np.zeros(n_agencies),
+        dur_weeks=np.full(n_agencies, 10.0),
+        sigma=np.full(n_agencies, 0.3),
+    )
+    n = 30
+    st_ = initial_coop_state(cp, lead, n, np.full((*lead, n), "C0"), np.ones((*lead, n)))
+    st_.case_on = rng.random(st_.case_on.shape) < 0.5
+    joint_net = rng.random((*lead, 1, n)) < 0.4  # joint cases: every agency of the network in it
+    st_.case_joint = joint_net & (rng.random(st_.case_on.shape) < 0.8) & st_.case_on
+    u = np.ones((*lead, n_agencies, n, len(co.INVESTIGATION_COLUMNS)))  # no case ends (t_case_end -1) or opens
+    ev = co.investigate(cp, st_, 0, u, np.ones((*lead, n), bool), np.ones((*lead, n), bool))
+    expected = _case_counts_reference(st_.case_on, st_.case_joint)
+    for name, want in zip(("duplicated", "case_weeks", "unit_weeks"), expected, strict=True):
+        np.testing.assert_array_equal(ev[name], want, err_msg=name)
+    assert expected[0].sum() > 0 and st_.case_joint.any()  # duplicated and joint cases: the check is not vacuous
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lead=st.sampled_from([(), (5,)]), mode=st.sampled_from(sorted(co.COORDINATION)))
+def test_draws_at_the_hazard_open_cases_as_the_numpy_equations(seed, lead, mode) -> None:
+    """Draws one ulp below and exactly at each hazard (where skipping draws above ``rate I`` could err), as before."""
+    rng = np.random.default_rng(seed)
+    base = coop_params(load_scenario("scenarios/baseline.yaml"))
+    cp = dataclasses.replace(
+        base, codes=("C0", "C1"), case_units=np.array([40, 40]), open_rate=rng.uniform(0.01, 3.0, 2), coordination=mode
+    )
+    n, week = 40, 30
+    home = rng.choice(np.array(["C0", "C1", "CO"]), (*lead, n))
+    st_a = initial_coop_state(cp, lead, n, home, np.ones((*lead, n)))
+    shape = st_a.intel.shape
+    st_a.intel = np.where(rng.random(shape) < 0.2, rng.integers(0, 2, shape), rng.random(shape) ** 4).astype(float)
+    st_a.landed = np.where(rng.random(shape) < 0.3, 0.0, rng.exponential(1.0, shape))
+    st_b = copy.deepcopy(st_a)
+    nx = _nexus_reference(cp, st_a)[0]
+    hazard = np.stack([1.0 - np.exp(-cp.open_rate[a] * st_a.intel[..., a, :] * nx[..., a, :]) for a in range(2)], -2)
+    u_open = np.where(rng.random(shape) < 0.5, hazard, np.nextafter(hazard, 0.0))  # at, or one ulp below
+    every = np.ones((*lead, n), bool)
+    ev = _assert_open_cases_as_reference(cp, st_a, st_b, week, u_open, rng.random(shape), every, every)
+    assert ev["cases_opened"].sum() > 0

@@ -217,10 +217,8 @@ def gather_intel(
     lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
     rows = math.prod(lead)
     gains = [per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)]
-    intel = np.empty((rows, n_agencies, n_net))
-    landed = np.empty((rows, n_agencies, n_net))
-    st.pending = np.ascontiguousarray(st.pending)  # so that the reshape below is a view, updated in place
-    pending = st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net)
+    for name in ("intel", "landed", "pending"):  # C order, so that the reshapes below are views, updated in place
+        setattr(st, name, np.ascontiguousarray(getattr(st, name)))
     _intel_rows(
         np.reshape(seized, (rows, n_net, -1)),
         np.reshape(loads, (rows, n_net, -1)),
@@ -230,18 +228,14 @@ def gather_intel(
         np.reshape(alive, (rows, n_net)),
         st.home_agency.reshape(rows, n_net),
         st.intel.reshape(rows, n_agencies, n_net),
-        pending,
+        st.pending.reshape(rows, PENDING_WEEKS, n_agencies, n_net),
         (week + cp.delay_weeks) % PENDING_WEEKS,
         week % PENDING_WEEKS,
         week,
         *gains,
         st.landed.reshape(rows, n_agencies, n_net),
         per_row(cp.memory, rows),
-        intel,
-        landed,
     )
-    st.intel = intel.reshape(st.intel.shape)
-    st.landed = landed.reshape(st.landed.shape)
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
@@ -258,18 +252,19 @@ def gather_intel(
 
 _INTEL_TYPES = (
     F3, F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64,  # seized, loads, ports, cases, networks, intel, pending
-    F1, F1, F1, F1, F1, F3, F1, F3, F3,  # gains, share, decay; landed, memory; outputs
+    F1, F1, F1, F1, F1, F3, F1,  # gains, share, decay; landed, memory
 )  # fmt: skip
 
 
 @njit(void(*_INTEL_TYPES), cache=CACHE, nogil=True)
 def _intel_rows(
     seized, loads, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
-    gain_seizure, gain_case, gain_home, share, decay, landed, memory, out, out_landed,
+    gain_seizure, gain_case, gain_home, share, decay, landed, memory,
 ):  # fmt: skip
-    """:func:`gather_intel` without shocks, per row, agency and network (``pending`` updated in place).
+    """:func:`gather_intel` without shocks, per row, agency and network (``intel`` and ``pending`` updated in place).
 
-    Also the loads landed in each agency's ports, decaying like evidence: ``memory x landed + loads``.
+    Also the loads landed in each agency's ports, decaying like evidence: ``landed <- memory x landed + loads``
+    (in place). Each cell of ``intel`` and ``landed`` is read before it is written, and by no other cell.
     """
     n_rows, n_agencies, n_net = intel.shape
     own = np.empty(n_agencies)
@@ -286,7 +281,7 @@ def _intel_rows(
                     landed_now[a] += loads[r, n, p]
             total = 0.0
             for a in range(n_agencies):
-                out_landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
+                landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
                 working = case_on[r, a, n] and week >= t_active[r, a, n]
                 domestic = alive[r, n] and home[r, n] == a
                 own[a] = min(1.0, gain_seizure[r] * by_agency[a] + gain_case[r] * working + gain_home[r] * domestic)
@@ -297,7 +292,7 @@ def _intel_rows(
                 received = pending[r, now, a, n]
                 pending[r, now, a, n] = 0.0
                 decayed = intel[r, a, n] * (1.0 - decay[r])
-                out[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
+                intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
 
 
 # --- step 8: investigations ----------------------------------------------------------------------------
@@ -332,32 +327,45 @@ def _nexus_and_shared(cp: CoopParams, st: CoopState) -> tuple[np.ndarray, np.nda
     return out.reshape(st.intel.shape), shared.reshape(st.home_agency.shape)
 
 
-@njit(void(F3, F3, I2, F1, float64, F3, B2), cache=CACHE, nogil=True)
-def _nexus_rows(landed, intel, home, w, landed_min, out, shared):
-    """Per (row, network): each agency's nexus ``(w0 landed share + w1 home + w2 evidence share) / sum w``.
+@njit(cache=CACHE, nogil=True, inline="always")
+def _nexus_cell(landed, intel, home, w, r, a, n):
+    """Agency ``a``'s nexus to network ``n`` of row ``r``: ``(w0 landed share + w1 home + w2 evidence share) / sum w``.
 
     A share is 0 when its total over agencies is 0; totals add agencies in code order.
-    ``shared``: loads landed above ``landed_min`` in, or home in, at least two agencies.
+    Every nexus the model uses is computed here (whole arrays in :func:`_nexus_rows`,
+    single cells in :func:`_open_rows`), so the two give the same bits.
     """
-    n_rows, n_agencies, n_net = intel.shape
     total_w = w[0] + w[1] + w[2]
+    if total_w == 0:
+        return 0.0
+    landed_total, intel_total = 0.0, 0.0
+    for b in range(intel.shape[1]):
+        landed_total += landed[r, b, n]
+        intel_total += intel[r, b, n]
+    landed_share = landed[r, a, n] / landed_total if landed_total > 0 else 0.0
+    evidence = intel[r, a, n] / intel_total if intel_total > 0 else 0.0
+    at_home = 1.0 if home[r, n] == a else 0.0
+    return (w[0] * landed_share + w[1] * at_home + w[2] * evidence) / total_w
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _shared_cell(landed, home, landed_min, r, n):
+    """Network ``n`` of row ``r`` is a shared target: loads landed above ``landed_min`` in, or home in, two agencies."""
+    involved = 0
+    for a in range(landed.shape[1]):
+        involved += landed[r, a, n] > landed_min or home[r, n] == a
+    return involved >= 2
+
+
+@njit(void(F3, F3, I2, F1, float64, F3, B2), cache=CACHE, nogil=True)
+def _nexus_rows(landed, intel, home, w, landed_min, out, shared):
+    """Per (row, network): each agency's nexus (:func:`_nexus_cell`) and whether it is shared (:func:`_shared_cell`)."""
+    n_rows, n_agencies, n_net = intel.shape
     for r in range(n_rows):
         for n in range(n_net):
-            landed_total, intel_total = 0.0, 0.0
-            involved = 0
+            shared[r, n] = _shared_cell(landed, home, landed_min, r, n)
             for a in range(n_agencies):
-                landed_total += landed[r, a, n]
-                intel_total += intel[r, a, n]
-                involved += landed[r, a, n] > landed_min or home[r, n] == a
-            shared[r, n] = involved >= 2
-            for a in range(n_agencies):
-                if total_w == 0:
-                    out[r, a, n] = 0.0
-                    continue
-                landed_share = landed[r, a, n] / landed_total if landed_total > 0 else 0.0
-                evidence = intel[r, a, n] / intel_total if intel_total > 0 else 0.0
-                at_home = 1.0 if home[r, n] == a else 0.0
-                out[r, a, n] = (w[0] * landed_share + w[1] * at_home + w[2] * evidence) / total_w
+                out[r, a, n] = _nexus_cell(landed, intel, home, w, r, a, n)
 
 
 def _known_partner_case(cp: CoopParams, st: CoopState, a: int, week: int) -> np.ndarray:
@@ -375,8 +383,8 @@ class ModeContext:
     st: CoopState
     a: int
     week: int
-    nexus: np.ndarray
-    shared: np.ndarray
+    nexus: np.ndarray | None  # (L, A, N); None unless the mode is in READS_NEXUS
+    shared: np.ndarray | None  # (L, N) shared targets; None unless the mode is in READS_NEXUS
 
 
 def mode_independent(ctx: ModeContext) -> np.ndarray:
@@ -412,6 +420,9 @@ COORDINATION: dict[str, Callable[[ModeContext], np.ndarray]] = {
     "best_placed": mode_best_placed,
     "joint_team": mode_joint_team,
 }
+# The modes whose rule reads ``ctx.nexus`` and ``ctx.shared`` (computed for every network, so only for them);
+# :func:`_open_rows` computes the nexus of the networks where a case may open itself.
+READS_NEXUS = frozenset({"best_placed"})
 
 
 def _take_first(want: np.ndarray, priority: np.ndarray, free: np.ndarray | int) -> np.ndarray:
@@ -458,32 +469,46 @@ def _take_first_rows(want, priority, free, out):
         _take_first_row(want[r], priority[r], free[r], out[r])
 
 
-@njit(void(B2, F2, F2, F1, F2, I1, B2), cache=CACHE, nogil=True)
-def _open_rows(allowed, intel, nexus, rate, u, free, opened):
-    """Per row: which networks get a case this week.
+_OPEN_TYPES = (
+    B2, B2, B2, B3, F3, F3, I2, F1, float64,  # allowed, alive, hvt; case_on, intel, landed, home; weights, landed_min
+    int64, int64, F1, F2,  # agency, its units, open rate, draws
+    B2, B2,  # outputs: opened, opened on shared targets
+)  # fmt: skip
 
-    Where a case may open (``allowed``), the hazard ``1 - exp(-rate I nexus)`` and the
-    draw ``u < hazard``; of those wanted, the ``free`` with the lowest key ``u / hazard``
-    (:func:`_take_first_row`).
+
+@njit(void(*_OPEN_TYPES), cache=CACHE, nogil=True)
+def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min, a, units, rate, u, opened, shared):
+    """Per row: the networks on which agency ``a`` opens a case this week, and which of them are shared targets.
+
+    A case may open on a live high-value target where ``a`` has no case and the mode
+    allows one (``allowed``); there the hazard ``1 - exp(-rate I nexus)`` (the nexus of
+    these cells only, :func:`_nexus_cell`) and the draw ``u < hazard``. Of those wanted, the
+    free units' worth (``units`` less ``a``'s open cases, at least 0) with the lowest key
+    ``u / hazard`` (:func:`_take_first_row`). ``shared``: opened and a shared target (:func:`_shared_cell`).
+
+    Most draws are far above the hazard; those are skipped before the nexus and ``exp``
+    are computed, with the same outcome (the key is read only where a case is wanted).
+    The bound: with non-negative weights, loads and intel the nexus is at most 1 in
+    floating point too (every rounding is monotone), so ``rate I nexus <= rate I``; and
+    ``1 - exp(-x) <= x``, computed within ``2^-52`` (``exp`` is accurate to 1 ulp), so
+    ``u >= rate I + 1e-15`` means ``u >= hazard``.
     """
     n = allowed.shape[1]
     want, priority = np.empty(n, dtype=np.bool_), np.empty(n)
     for r in range(allowed.shape[0]):
+        busy = 0
         for j in range(n):
+            busy += case_on[r, a, j]
             want[j], priority[j] = False, 0.0
-            if allowed[r, j]:
-                hazard = 1.0 - math.exp(-rate[r] * intel[r, j] * nexus[r, j])
+            if allowed[r, j] and alive[r, j] and hvt[r, j] and not case_on[r, a, j]:
+                if u[r, j] >= rate[r] * intel[r, a, j] + 1e-15:
+                    continue  # no case (see the bound above)
+                hazard = 1.0 - math.exp(-rate[r] * intel[r, a, j] * _nexus_cell(landed, intel, home, w, r, a, j))
                 want[j] = u[r, j] < hazard
                 priority[j] = u[r, j] / (hazard if hazard > 0 else 1.0)
-        _take_first_row(want, priority, free[r], opened[r])
-
-
-def _joint_follower(case_joint: np.ndarray) -> np.ndarray | np.bool_:
-    """Rows of a joint case other than its lowest-coded member's (a joint case counts once)."""
-    if not case_joint.any():
-        return np.False_
-    lower_joint = np.cumsum(case_joint, axis=-2) - case_joint > 0
-    return case_joint & lower_joint
+        _take_first_row(want, priority, max(units - busy, 0), opened[r])
+        for j in range(n):
+            shared[r, j] = opened[r, j] and _shared_cell(landed, home, landed_min, r, j)
 
 
 def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, alive: np.ndarray, ev: dict) -> None:
@@ -537,12 +562,14 @@ def _resolve_rows(
     for r in range(n_rows):
         for a in range(n_agencies):
             for n in range(n_net):
+                if not (case_on[r, a, n] and t_end[r, a, n] == week):
+                    continue  # not ending this week
                 joint = case_joint[r, a, n]
                 follower = False  # a joint case is resolved by its lowest-coded member
                 for b in range(a):
                     follower = follower or (joint and case_joint[r, b, n])
-                if not (case_on[r, a, n] and t_end[r, a, n] == week and not follower):
-                    continue  # not ending this week
+                if follower:
+                    continue
                 others_on = False
                 for b in range(n_agencies):
                     if b != a and case_on[r, b, n] and not case_joint[r, b, n]:
@@ -590,54 +617,66 @@ def _open_cases(
     Durations are geometric with mean ``dur_weeks``; a national case on a shared target
     lasts ``round(requests_per_case x delay_weeks)`` weeks longer (waiting for the partner's
     answers); a joint team needs no requests but starts after ``jit_setup_weeks``.
+    The choice runs in one compiled pass per agency (:func:`_open_rows`); the durations
+    and the state are then set on the few new cases only.
     """
-    nx, shared = _nexus_and_shared(cp, st)
-    rows, n_net = math.prod(alive.shape[:-1]), alive.shape[-1]
+    rows, n_net, n_agencies = math.prod(alive.shape[:-1]), alive.shape[-1], cp.n_agencies
     rule = COORDINATION[cp.coordination]
+    nx, shared = _nexus_and_shared(cp, st) if cp.coordination in READS_NEXUS else (None, None)
     joint_mode = cp.coordination == "joint_team"
     # a national case on a cross-border target waits for the partner's answers
     waiting = round(cp.requests_per_case * cp.delay_weeks)
-    for a in range(cp.n_agencies):
-        free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
-        candidate = alive & hvt & ~st.case_on[..., a, :]
-        ctx = ModeContext(cp, st, a, week, nx, shared)
-        opened = np.empty(alive.shape, dtype=bool)
+    weights = np.asarray(cp.nexus_weights, dtype=np.float64)
+    for a in range(n_agencies):
+        opened, opened_shared = np.empty(alive.shape, dtype=bool), np.empty(alive.shape, dtype=bool)
         _open_rows(
-            np.reshape(candidate & rule(ctx), (rows, n_net)),
-            np.reshape(st.intel[..., a, :], (rows, n_net)),
-            np.reshape(nx[..., a, :], (rows, n_net)),
+            np.reshape(rule(ModeContext(cp, st, a, week, nx, shared)), (rows, n_net)),
+            np.reshape(alive, (rows, n_net)),
+            np.reshape(hvt, (rows, n_net)),
+            *(np.reshape(x, (rows, n_agencies, n_net)) for x in (st.case_on, st.intel, st.landed)),
+            np.reshape(st.home_agency, (rows, n_net)),
+            weights,
+            SHARED_LANDED_MIN,
+            a,
+            int(cp.case_units[a]),
             per_row(cp.open_rate[..., a], rows),
             np.reshape(u_open[..., a, :], (rows, n_net)),
-            np.require(np.broadcast_to(free, (rows,)), np.int64, ["C", "W"]),
             opened.reshape(rows, n_net),
+            opened_shared.reshape(rows, n_net),
         )
         ev["cases_opened"][..., a] += opened.sum(axis=-1)
-        if not opened.any():
+        new = np.nonzero(opened)  # index tuple over (L, N) of the new cases
+        if new[-1].size == 0:
             continue
-        before = st.case_on.copy() if joint_mode else None
-        joint = _form_joint_teams(cp, st, a, opened & shared) if joint_mode else np.zeros_like(opened)
+        if joint_mode:
+            before = st.case_on.copy()
+            joint = _form_joint_teams(cp, st, a, opened_shared)
+            enlisted = np.nonzero(st.case_on & ~before)  # (lead..., agency, slot) of the partners it enlisted
         # durations of the new cases only (partners enlisted in a joint team share its network's duration)
-        new = np.nonzero(opened)
         u_new = u_dur[..., a, :][new]
         dur = mx.geometric_from_uniform(u_new, cp.dur_weeks[a])
-        dur = np.where(shared[new], dur + waiting, dur)
+        dur = np.where(opened_shared[new], dur + waiting, dur)
+        start_work = np.full(dur.shape, week, dtype=np.int64)
         if joint_mode:
+            joint_new = joint[new]
             jit_duration = mx.geometric_from_uniform(u_new, cp.dur_weeks[a] * cp.jit_duration_factor)
-            dur = np.where(joint[new], cp.jit_setup_weeks + jit_duration, dur)
-        duration = np.zeros(opened.shape, dtype=np.int64)
-        duration[new] = dur
-        start_work = np.where(joint, week + cp.jit_setup_weeks, week)
-        members = np.zeros_like(st.case_on)
-        members[..., a, :] = opened
-        if joint_mode:
-            members |= st.case_on & ~before  # the partners _form_joint_teams just enlisted
-        cells = np.nonzero(members)  # (lead..., agency, slot) of every new member's case
-        net = (*cells[:-2], cells[-1])
-        st.case_on[cells] = True
-        st.t_case_start[cells] = week
-        st.t_case_end[cells] = week + duration[net]
-        st.t_case_active[cells] = start_work[net]
-        st.case_joint[..., a, :] |= joint
+            dur = np.where(joint_new, cp.jit_setup_weeks + jit_duration, dur)
+            start_work = np.where(joint_new, week + cp.jit_setup_weeks, week)
+        own = (*new[:-1], np.full(new[-1].shape, a), new[-1])  # (lead..., agency, slot) of a's new cases
+        _start_cases(st, own, week, week + dur, start_work)
+        if joint_mode:  # the partners' cases end with the network's
+            end = np.zeros(opened.shape, dtype=np.int64)
+            end[new] = week + dur
+            _start_cases(st, enlisted, week, end[(*enlisted[:-2], enlisted[-1])], week + cp.jit_setup_weeks)
+            st.case_joint[..., a, :] |= joint
+
+
+def _start_cases(st: CoopState, cells: tuple[np.ndarray, ...], week: int, end, active) -> None:
+    """Open the cases at ``cells`` (indices in ``(L, A, N)``): started now, ending ``end``, working from ``active``."""
+    st.case_on[cells] = True
+    st.t_case_start[cells] = week
+    st.t_case_end[cells] = end
+    st.t_case_active[cells] = active
 
 
 def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndarray) -> np.ndarray:
@@ -685,12 +724,40 @@ def investigate(
         return ev
     _resolve(cp, st, week, u[..., 2], alive, ev)
     _open_cases(cp, st, week, u[..., 0], u[..., 1], alive, hvt, ev)
-    single = st.case_on & ~st.case_joint
-    ev["duplicated"] = np.maximum(single.sum(axis=-2) - 1, 0).sum(axis=-1).astype(float)
-    # a joint case is one case (counted with its lowest-coded member) that uses a unit in each country
-    ev["case_weeks"] = (st.case_on & ~_joint_follower(st.case_joint)).sum(axis=-1).astype(float)
-    ev["unit_weeks"] = st.case_on.sum(axis=-1).astype(float)
+    rows = math.prod(lead)
+    duplicated, case_weeks, unit_weeks = np.empty(rows), np.empty((rows, a)), np.empty((rows, a))
+    _count_cases_rows(
+        st.case_on.reshape(rows, a, -1), st.case_joint.reshape(rows, a, -1), duplicated, case_weeks, unit_weeks
+    )
+    ev["duplicated"] = duplicated.reshape(lead)
+    ev["case_weeks"] = case_weeks.reshape((*lead, a))
+    ev["unit_weeks"] = unit_weeks.reshape((*lead, a))
     return ev
+
+
+@njit(void(B3, B3, F1, F2, F2), cache=CACHE, nogil=True)
+def _count_cases_rows(case_on, case_joint, duplicated, case_weeks, unit_weeks):
+    """Per row, the cases open after step 8 (whole numbers, so exact in any order).
+
+    ``duplicated``: national cases on a network beyond the first, summed over networks;
+    ``case_weeks``: a joint case is one case (counted with its lowest-coded member) that
+    uses a unit in each country, counted in ``unit_weeks``.
+    """
+    n_rows, n_agencies, n_net = case_on.shape
+    for r in range(n_rows):
+        duplicated[r] = 0.0
+        case_weeks[r, :] = 0.0
+        unit_weeks[r, :] = 0.0
+        for n in range(n_net):
+            single = 0
+            joint_below = False  # a lower-coded agency is in a joint case on the network
+            for a in range(n_agencies):
+                on, joint = case_on[r, a, n], case_joint[r, a, n]
+                single += on and not joint
+                case_weeks[r, a] += on and not (joint and joint_below)
+                unit_weeks[r, a] += on
+                joint_below = joint_below or joint
+            duplicated[r] += max(single - 1, 0)
 
 
 # --- step 9: succession and entry ----------------------------------------------------------------------

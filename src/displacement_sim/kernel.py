@@ -559,30 +559,33 @@ def _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, 
     ``by_agency`` is a scratch array, one cell per agency.
     """
     n_net, n_alt = loads.shape[1], loads.shape[2]
-    for j in range(n_alt):
-        n_loads[r, j] = 0.0
-        shipped[r, j] = 0.0
-        seized[r, j] = 0.0
-        seized_kg[r, j] = 0.0
+    for j in range(n_alt):  # alternative by alternative, so the four running sums stay in registers
+        n_sum, kg_sum, seized_sum, seized_kg_sum = 0.0, 0.0, 0.0, 0.0
+        for n in range(n_net):
+            kg = m_eff[r, n]
+            n_sum += loads[r, n, j]
+            kg_sum += loads[r, n, j] * kg
+            seized_sum += caught[r, n, j]
+            seized_kg_sum += caught[r, n, j] * kg
+        n_loads[r, j], shipped[r, j], seized[r, j], seized_kg[r, j] = n_sum, kg_sum, seized_sum, seized_kg_sum
     for a in range(cross.shape[1]):
         cross[r, a] = 0.0
     for n in range(n_net):
-        kg = m_eff[r, n]
-        for j in range(n_alt):
-            n_loads[r, j] += loads[r, n, j]
-            shipped[r, j] += loads[r, n, j] * kg
-            seized[r, j] += caught[r, n, j]
-            seized_kg[r, j] += caught[r, n, j] * kg
         if home[r, n] < 0:
             continue
+        kg = m_eff[r, n]
         by_agency[:] = 0.0
+        any_seized = False
         for q in range(n_alt - 1):  # each agency's ports, in port order
             a = port_agency[q]
-            if a >= 0:
+            if a >= 0 and caught[r, n, q] > 0:
                 by_agency[a] += caught[r, n, q] * kg
-        for a in range(cross.shape[1]):
-            if home[r, n] != a:
-                cross[r, a] += by_agency[a]
+                any_seized = True
+        # without a seizure every term is +0.0, and adding +0.0 to these non-negative sums changes nothing
+        if any_seized:
+            for a in range(cross.shape[1]):
+                if home[r, n] != a:
+                    cross[r, a] += by_agency[a]
 
 
 def trade(

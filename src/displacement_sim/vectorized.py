@@ -16,7 +16,7 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
 7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
-10. record (``kernel.week_record``).
+10. record (``kernel.week_record``, with the shipment sums ``kernel.trade`` took in its pass).
 """
 
 from __future__ import annotations

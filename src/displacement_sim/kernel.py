@@ -7,12 +7,12 @@ place). Steps 3-6 and the week's sums run in compiled loops (``_decide_rows``,
 ``_ship_rows``, ``_learn_rows``, ``_news_rows``, ``_totals_rows``; one typed
 version each, :mod:`displacement_sim._jit`) over (row, network) pairs, calling
 the elementwise equations of :mod:`mechanics`; a Mesa agent's row is one row of
-one network. Each of steps 3-6, and the week's shipment sums, is written once, as a
-function of one row (``_decide_row``, ``_ship_row``, ``_news_row``, ``_learn_row``,
-``_totals_row``): the loops above call it row after row, and :func:`trade` (the
-vectorized engine) calls them all for one row before the next. Every sum across networks adds in slot order (a
-running sum, as :func:`sum_over_networks`), so both engines add the same numbers
-in the same order.
+one network. Each of steps 3-6, and the week's shipment sums, is written once, as
+a function of one row (``_decide_row``, ``_ship_row``, ``_news_row``,
+``_learn_row``, ``_totals_row``): the loops above call it row after row, and
+:func:`trade` (the vectorized engine) calls them all for one row before the next.
+Every sum across networks adds in slot order (a running sum, as
+:func:`sum_over_networks`), so both engines add the same numbers in the same order.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import float64, int64, njit, void
 
+from . import cooperation as co
 from . import mechanics as mx
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2
 from .params import AgencyParams, NetworkParams, Params
@@ -381,11 +382,13 @@ def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=CACHE, nogil=True, inline="always")
-def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught):
+def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency):
     """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
 
     ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`) and the
     uniforms at row ``ur`` of ``u`` (rows on common random numbers share one).
+    ``by_agency`` ``(N, A + 1, 2)`` receives each network's loads and seizures in each
+    agency's ports (column ``agency[p]`` of port ``p``; the last one: ports with no agency).
     """
     n_net, n_alt = loads.shape[1], loads.shape[2]
     n_ports = n_alt - 1
@@ -393,17 +396,25 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
         for j in range(n_alt):
             loads[r, n, j] = 0.0
             caught[r, n, j] = 0.0
+        for a in range(by_agency.shape[1]):
+            by_agency[n, a, 0] = 0.0
+            by_agency[n, a, 1] = 0.0
         n_loads = mx.poisson_from_uniform(u[ur, n, 0], mean_loads[r, n], l_max)
         for k in range(n_loads):
             alt = mx.choose_one(u[ur, n, 1 + k], cum_ship[cr, n])
             if alt == n_ports:
+                a = -1
                 d = e_det[r]
             else:
                 a = agency[alt]
                 d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
             loads[r, n, alt] += 1.0
-            if u[ur, n, 1 + l_max + k] < d:
+            seized = u[ur, n, 1 + l_max + k] < d
+            if seized:
                 caught[r, n, alt] += 1.0
+            if a >= 0:  # whole numbers: the same sums as port by port
+                by_agency[n, a, 0] += 1.0
+                by_agency[n, a, 1] += seized
 
 
 @njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True)
@@ -411,8 +422,9 @@ def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
     """Step 5 for each (row, network) (:func:`_ship_row` for each row)."""
+    by_agency = np.empty((h.shape[1], g.shape[2], 2))
     for r in range(h.shape[0]):
-        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -607,6 +619,7 @@ def trade(
     port_agency: np.ndarray,
     home_agency: np.ndarray,
     u_rows: np.ndarray | None = None,
+    intel: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
@@ -618,7 +631,9 @@ def trade(
     copies. ``home_agency`` ``(R, N)`` is each network's home agency (-1: none), for the
     week's totals. Returns ``(m_eff, mean_loads, loads, caught, totals)``: ``loads`` and
     ``caught`` are ``(R, N, P + 1)`` counts, ``totals`` what :func:`shipment_totals` returns
-    for them, summed while each row is in the cache.
+    for them, summed while each row is in the cache. With ``intel``, the week's
+    :func:`cooperation.intel_inputs`, the pass also gathers the intelligence (step 7 of
+    :func:`cooperation.gather_intel` without its shocks) from the row's seizures and loads.
     """
     n_rep, n_net, n_ports = seizures.shape
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
@@ -643,6 +658,10 @@ def trade(
     if home.shape != rn:
         raise ValueError(f"home_agency {home.shape} for networks {rn}")
     totals = _totals_outputs(n_rep, n_ports + 1, g.shape[-1] - 1)
+    if intel is None:
+        intel = co.no_intel(n_rep, n_net)
+    elif intel[4].shape[::2] != rn or intel[4].shape[1] > g.shape[-1] - 1:
+        raise ValueError(f"intelligence {intel[4].shape} for networks {rn} and {g.shape[-1] - 1} agencies")
     _trade_rows(
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
@@ -661,6 +680,7 @@ def trade(
         loads,
         caught,
         *totals,
+        *intel,
     )
     return m_eff, mean_loads, loads, caught, totals
 
@@ -672,6 +692,7 @@ _TRADE_TYPES = (
     I2, I1,  # totals: home agency of each network, agency of each port
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
     F2, F2, F2, F2, F2,  # and the totals: loads, shipped kg, seized loads, seized kg, cross-border seized kg
+    *co.INTEL_TYPES,  # intelligence: cooperation.intel_inputs
 )  # fmt: skip
 
 
@@ -682,20 +703,31 @@ def _trade_rows(
     order, nest_of, n_nests, u, u_rows, i_q, t, g, agency, l_max,
     n_active, memory, omega, growth, decay, burn, c, home, port_agency, m_eff, mean_loads, loads, caught,
     n_loads, shipped, seized, seized_kg, cross,
+    case_on, t_active, alive_i, home_i, intel, pending, slot, now, week,
+    gain_seizure, gain_case, gain_home, share, decay_i, landed, memory_i,
 ):  # fmt: skip
-    """:func:`trade` row by row: decide, ship, totals, news and learn for one row's networks, then the next row."""
+    """:func:`trade` row by row: decide, ship, totals, intelligence, news and learn for a row, then the next row."""
     n_rep, n_net, n_ports = seizures.shape
     work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
     utility, risk = np.empty(n_ports), np.empty(n_ports + 1)
     probs, cum_ship = np.empty((1, n_net, n_ports + 2)), np.empty((1, n_net, n_ports + 1))  # one row's scratch
     news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
     by_agency = np.empty(cross.shape[1])
+    own = np.empty(intel.shape[1])
+    by_port_agency = np.empty((n_net, g.shape[2], 2))  # one row's loads and seizures in each agency's ports
     rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
-        _ship_row(r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(
+            r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
+            by_port_agency,
+        )  # fmt: skip
         _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)
+        co._intel_row(
+            r, by_port_agency, case_on, t_active, alive_i, home_i, intel, pending, slot, now, week,
+            gain_seizure, gain_case, gain_home, share, decay_i, landed, memory_i, own,
+        )  # fmt: skip
         # own loads and seizures are the first P columns of loads and caught (the loops stop at P)
         _news_row(r, loads, caught, h, kappa, n_active, news_s, news_e)
         _learn_row(

@@ -334,7 +334,7 @@ def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
     """Both engines' calls go to the one signature; a float32 array is refused, not compiled anew."""
     loops = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows, kx._running_sum]
     loops += [kx._trade_rows, co._intel_rows, co._nexus_rows, co._open_rows, co._take_first_rows, co._resolve_rows]
-    loops += [co._count_cases_rows]
+    loops += [co._count_cases_rows, co._intel_term_rows]
     loops += [mx._nested_logit_rows]
     assert all(len(f.signatures) == 1 for f in loops)
     with pytest.raises(TypeError, match="No matching definition"):

@@ -187,11 +187,29 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
 
     ``w_tip = max(0, 1 - delay / shelf)``: the share of a partner's tip that arrives before
     the container. The extra last row is zeros: the term of ports with no agency (index -1).
+    A view of a C-ordered ``(L, N, A + 1)`` array, the layout ``kernel.trade`` reads.
     """
-    partners = intel.sum(axis=-2, keepdims=True) - intel
-    nd = intel.ndim
-    g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
-    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
+    lead, (n_agencies, n_net) = intel.shape[:-2], intel.shape[-2:]
+    rows = math.prod(lead)
+    # the tip coefficient multiplied in the order of the equation: (tip_gamma w_tip) share
+    tip = per_row(cp.tip_gamma, rows) * cp.tip_weight * per_row(cp.share, rows)
+    out = np.empty((rows, n_net, n_agencies + 1))
+    _intel_term_rows(np.ascontiguousarray(intel).reshape(rows, n_agencies, n_net), per_row(cp.gamma, rows), tip, out)
+    return np.swapaxes(out.reshape(*lead, n_net, n_agencies + 1), -1, -2)
+
+
+@njit(void(F3, F1, F1, F3), cache=CACHE, nogil=True)
+def _intel_term_rows(intel, gamma, tip, out):
+    """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order."""
+    n_rows, n_agencies, n_net = intel.shape
+    for r in range(n_rows):
+        for n in range(n_net):
+            total = intel[r, 0, n] if n_agencies else 0.0
+            for a in range(1, n_agencies):
+                total += intel[r, a, n]
+            for a in range(n_agencies):
+                out[r, n, a] = min(1.0, gamma[r] * intel[r, a, n] + tip[r] * (total - intel[r, a, n]))
+            out[r, n, n_agencies] = 0.0
 
 
 # --- step 7: intelligence -----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-@njit(void(F3, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _running_sum(x, out):
     """``out[i, k] = x[i, 0, k] + x[i, 1, k] + ...``, added left to right."""
     for i in range(x.shape[0]):
@@ -259,7 +259,7 @@ def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     return rows
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _decide_row(r, cr, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads):
     """Steps 3-4 for the networks of row ``r``: the equations of :mod:`mechanics` on numbers.
 
@@ -308,7 +308,7 @@ _DECIDE_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True)
+@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _decide_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -381,7 +381,7 @@ def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.where(port_agency < 0, g.shape[-1] - 1, port_agency)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency):
     """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
 
@@ -417,7 +417,7 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
                 by_agency[n, a, 1] += seized
 
 
-@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True)
+@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True, error_model="numpy")
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
@@ -482,7 +482,7 @@ def learn(
     return tuple(x.reshape(*lead, n_ports) for x in out)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _learn_row(
     r, seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
@@ -503,7 +503,12 @@ def _learn_row(
             new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
 
 
-@njit(void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3), cache=CACHE, nogil=True)
+@njit(
+    void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3),
+    cache=CACHE,
+    nogil=True,
+    error_model="numpy",
+)
 def _learn_rows(
     seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
@@ -539,7 +544,7 @@ def milieu_news(
     return news_s.reshape(*rows, n_ports), news_e.reshape(*rows, n_ports)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """:func:`milieu_news` of row ``r`` (the loops stop at ``h.shape[2]`` ports)."""
     n_net, n_ports = h.shape[1:]
@@ -554,7 +559,7 @@ def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
         news_e[r, j] /= n_active[r]
 
 
-@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
     for r in range(h.shape[0]):
@@ -564,7 +569,7 @@ def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
 # --- steps 3-6 in one pass per row (the vectorized engine) -------------------------------------------
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross):
     """The sums of :func:`shipment_totals` for row ``r``, over networks in slot order (a running sum).
 
@@ -696,7 +701,7 @@ _TRADE_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True)
+@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -768,7 +773,7 @@ def _totals_outputs(n_rep: int, n_alt: int, n_agencies: int) -> tuple[np.ndarray
     return (*(np.empty((n_rep, n_alt)) for _ in range(4)), np.empty((n_rep, n_agencies)))
 
 
-@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
     """Sums over networks in slot order (:func:`_totals_row` for each row)."""
     by_agency = np.empty(cross.shape[1])

@@ -10,11 +10,14 @@ bits as the same network computed alone (the Mesa agents' single rows).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from displacement_sim import cooperation as co
 from displacement_sim import kernel as kx
 from displacement_sim import mechanics as mx
 from displacement_sim.config import load_scenario
@@ -287,6 +290,27 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="u_rows"):
         kx.trade(*args, *shared.values(), s["alive"], u[:2], l_max, i_q, t, g, cp.port_agency, home, np.array([0, 2]))
+    # step 7 in the same pass: the intelligence gather_intel gathers from these seizures and loads
+    coop = co.initial_coop_state(cp, (rows,), nets, rng.choice(np.array(["BE", "NL", "CO"]), (rows, nets)), 1.0)
+    coop.intel, coop.landed = rng.random(coop.intel.shape), rng.exponential(1.0, coop.landed.shape)
+    coop.pending = rng.random(coop.pending.shape)
+    coop.case_on, coop.t_case_active = rng.random(coop.case_on.shape) < 0.3, rng.integers(0, 9, coop.case_on.shape)
+    by_phase, fused = copy.deepcopy(coop), copy.deepcopy(coop)
+    week, no_shock = 6, np.ones((rows, cp.n_agencies, nets))
+    co.gather_intel(cp, by_phase, week, caught[..., :-1], loads[..., :-1], s["alive"], no_shock)
+    state = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    with_intel = kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], *state.values(), s["alive"], u, l_max, i_q,
+                          t, g, cp.port_agency, home, None, co.intel_inputs(cp, fused, week, s["alive"]))  # fmt: skip
+    for a, b in zip((*with_intel[:4], *with_intel[4]), (*got[:4], *got[4]), strict=True):
+        np.testing.assert_array_equal(a, b)  # and the rest of the pass as without it
+    for name in ("intel", "pending", "landed"):
+        assert not np.array_equal(getattr(by_phase, name), getattr(coop, name))  # the week changed them
+        np.testing.assert_array_equal(getattr(fused, name), getattr(by_phase, name), err_msg=name)
+    two_networks = co.intel_inputs(
+        cp, co.initial_coop_state(cp, (rows,), 2, np.full((rows, 2), "BE"), 1.0), week, s["alive"][:, :2]
+    )
+    with pytest.raises(ValueError, match="intelligence"):
+        kx.trade(*args, *shared.values(), s["alive"], u, l_max, i_q, t, g, cp.port_agency, home, None, two_networks)
     with pytest.raises(ValueError, match="in place"):
         kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], s["seizures"][:, ::2], s["exposure"][:, ::2],
                  s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency,
@@ -308,11 +332,9 @@ def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:
 
 def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
     """Both engines' calls go to the one signature; a float32 array is refused, not compiled anew."""
-    from displacement_sim import cooperation as co
-
     loops = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows, kx._running_sum]
     loops += [kx._trade_rows, co._intel_rows, co._nexus_rows, co._open_rows, co._take_first_rows, co._resolve_rows]
-    loops += [co._count_cases_rows]
+    loops += [co._count_cases_rows, co._intel_term_rows]
     loops += [mx._nested_logit_rows]
     assert all(len(f.signatures) == 1 for f in loops)
     with pytest.raises(TypeError, match="No matching definition"):

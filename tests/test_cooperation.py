@@ -103,6 +103,33 @@ def test_tips_are_worthless_when_they_arrive_after_the_container():
     assert np.all(at_ports(fast)[slow.port_agency < 0] == 0.0)
 
 
+@pytest.mark.parametrize("lead", [(), (4,)])
+@pytest.mark.parametrize("n_agencies", [0, 2, 3])
+def test_intel_term_equals_the_numpy_equation(lead: tuple[int, ...], n_agencies: int) -> None:
+    """The compiled intelligence term of detection against its numpy transcription, bit for bit."""
+    rng = np.random.default_rng(n_agencies + len(lead))
+    base = coop_params(load_scenario("scenarios/baseline.yaml", overrides={"enforcement.info_exchange.delay_weeks": 1}))
+    # large enough that some terms reach the cap of 1; per-row numbers (sweep points) with a lead axis
+    params = {k: rng.uniform(0.3, 1.5, lead) if lead else 1.2 for k in ("gamma", "tip_gamma", "share")}
+    cp = dataclasses.replace(base, codes=tuple(f"C{i}" for i in range(n_agencies)), **params)
+    assert 0.0 < cp.tip_weight < 1.0
+    n = 50
+    intel = np.where(rng.random((*lead, n_agencies, n)) < 0.2, rng.integers(0, 2, (*lead, n_agencies, n)),
+                     rng.random((*lead, n_agencies, n)))  # fmt: skip
+    nd = intel.ndim
+    partners = intel.sum(axis=-2, keepdims=True) - intel
+    at = co.at
+    want = np.minimum(
+        1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners
+    )
+    want = np.concatenate([want, np.zeros((*want.shape[:-2], 1, want.shape[-1]))], axis=-2)
+    got = co.intel_by_agency(cp, intel)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (*lead, n_agencies + 1, n) and np.swapaxes(got, -1, -2).flags.c_contiguous
+    if n_agencies > 1:
+        assert (want[..., :-1, :] == 1.0).any() and ((want > 0) & (want < 1)).any()  # both sides of the cap
+
+
 # --- coordination ----------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,12 @@
   when that variable is set, else ``__pycache__/numba-<hash>`` beside this module
   when writable, else ``~/.cache/displacement-sim/numba-<hash>``; when none is
   writable the loops are compiled in memory on each start (``CACHE`` is False).
+- **IEEE division in the hot loops.** The loops of ``kernel`` and ``mechanics`` are
+  compiled with ``error_model="numpy"``: a float division is the machine's, without the
+  zero test numba adds to raise ``ZeroDivisionError`` (about 2% of a week step). Every
+  divisor there is positive by construction (prior plus exposure, sums of exponentials,
+  load counts, active networks of at least 1), so the numbers are the same; the tests'
+  checks for NaN and infinity would catch a zero that slipped through.
 - **No stale caches beside the package.** When a new version is cached in
   ``__pycache__``, the caches of earlier sources there are removed (they can only be
   reused if an edit is reverted, which then compiles once more). Caches under

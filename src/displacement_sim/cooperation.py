@@ -187,11 +187,29 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
 
     ``w_tip = max(0, 1 - delay / shelf)``: the share of a partner's tip that arrives before
     the container. The extra last row is zeros: the term of ports with no agency (index -1).
+    A view of a C-ordered ``(L, N, A + 1)`` array, the layout ``kernel.trade`` reads.
     """
-    partners = intel.sum(axis=-2, keepdims=True) - intel
-    nd = intel.ndim
-    g = np.minimum(1.0, at(cp.gamma, nd) * intel + at(cp.tip_gamma, nd) * cp.tip_weight * at(cp.share, nd) * partners)
-    return np.concatenate([g, np.zeros((*g.shape[:-2], 1, g.shape[-1]))], axis=-2)
+    lead, (n_agencies, n_net) = intel.shape[:-2], intel.shape[-2:]
+    rows = math.prod(lead)
+    # the tip coefficient multiplied in the order of the equation: (tip_gamma w_tip) share
+    tip = per_row(cp.tip_gamma, rows) * cp.tip_weight * per_row(cp.share, rows)
+    out = np.empty((rows, n_net, n_agencies + 1))
+    _intel_term_rows(np.ascontiguousarray(intel).reshape(rows, n_agencies, n_net), per_row(cp.gamma, rows), tip, out)
+    return np.swapaxes(out.reshape(*lead, n_net, n_agencies + 1), -1, -2)
+
+
+@njit(void(F3, F1, F1, F3), cache=CACHE, nogil=True)
+def _intel_term_rows(intel, gamma, tip, out):
+    """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order."""
+    n_rows, n_agencies, n_net = intel.shape
+    for r in range(n_rows):
+        for n in range(n_net):
+            total = intel[r, 0, n] if n_agencies else 0.0
+            for a in range(1, n_agencies):
+                total += intel[r, a, n]
+            for a in range(n_agencies):
+                out[r, n, a] = min(1.0, gamma[r] * intel[r, a, n] + tip[r] * (total - intel[r, a, n]))
+            out[r, n, n_agencies] = 0.0
 
 
 # --- step 7: intelligence -----------------------------------------------------------------------------
@@ -214,15 +232,24 @@ def gather_intel(
     a share of it reaches every partner ``delay_weeks`` later (a gain made in week t is
     usable in week t + delay); ``I <- d + (1 - d) min(1, g + received)`` with ``d = (1 - mu) I``.
     """
+    rows, n_net = math.prod(st.intel.shape[:-2]), st.intel.shape[-1]
+    seized, loads = (np.reshape(x, (rows, n_net, -1)) for x in (seized, loads))
+    _intel_rows(seized, loads, np.asarray(cp.port_agency, dtype=np.int64), *intel_inputs(cp, st, week, alive))
+    apply_shocks(cp, st, week, alive, u_shock)
+
+
+def intel_inputs(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) -> tuple:
+    """The arguments of :func:`_intel_row` after the week's seizures and loads, as rows (views of the state).
+
+    ``kernel.trade`` takes them to gather the intelligence in its own pass over each row
+    (step 7 without shocks); :func:`gather_intel` passes them to :func:`_intel_rows`.
+    ``intel``, ``landed`` and ``pending`` are made C-ordered first, so the views are updated in place.
+    """
     lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
     rows = math.prod(lead)
-    gains = [per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)]
-    for name in ("intel", "landed", "pending"):  # C order, so that the reshapes below are views, updated in place
+    for name in ("intel", "landed", "pending"):
         setattr(st, name, np.ascontiguousarray(getattr(st, name)))
-    _intel_rows(
-        np.reshape(seized, (rows, n_net, -1)),
-        np.reshape(loads, (rows, n_net, -1)),
-        np.asarray(cp.port_agency, dtype=np.int64),
+    return (
         st.case_on.reshape(rows, n_agencies, n_net),
         st.t_case_active.reshape(rows, n_agencies, n_net),
         np.reshape(alive, (rows, n_net)),
@@ -232,10 +259,33 @@ def gather_intel(
         (week + cp.delay_weeks) % PENDING_WEEKS,
         week % PENDING_WEEKS,
         week,
-        *gains,
+        *(per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)),
         st.landed.reshape(rows, n_agencies, n_net),
         per_row(cp.memory, rows),
     )
+
+
+def no_intel(rows: int, n_net: int) -> tuple:
+    """:func:`intel_inputs` of a world without agencies: nothing to gather."""
+    a = np.zeros((rows, 0, n_net))
+    return (
+        a.astype(bool),
+        a.astype(np.int64),
+        np.ones((rows, n_net), dtype=bool),
+        np.full((rows, n_net), -1, dtype=np.int64),
+        a,
+        np.zeros((rows, PENDING_WEEKS, 0, n_net)),
+        0,
+        0,
+        0,
+        *(np.zeros(rows) for _ in range(5)),
+        a.copy(),
+        np.zeros(rows),
+    )
+
+
+def apply_shocks(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray, u_shock: np.ndarray) -> None:
+    """The week's intelligence shocks (a leak, a cracked phone network) and their action days."""
     for s_week, agency, share, level, action_day in cp.shocks:
         if s_week == week:
             hit = alive & (u_shock[..., agency, :] < share)
@@ -250,49 +300,70 @@ def gather_intel(
                 st.t_case_end = np.where(rows, week, st.t_case_end)
 
 
-_INTEL_TYPES = (
-    F3, F3, I1, B3, I3, B2, I2, F3, F4, int64, int64, int64,  # seized, loads, ports, cases, networks, intel, pending
+INTEL_TYPES = (
+    B3, I3, B2, I2, F3, F4, int64, int64, int64,  # cases, networks, intel, pending, slots, week
     F1, F1, F1, F1, F1, F3, F1,  # gains, share, decay; landed, memory
 )  # fmt: skip
 
 
-@njit(void(*_INTEL_TYPES), cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
+def _intel_row(
+    r, by_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
+    gain_seizure, gain_case, gain_home, share, decay, landed, memory, own,
+):  # fmt: skip
+    """Step 7 without shocks for the networks of row ``r``, per agency (``intel``, ``pending`` updated in place).
+
+    ``by_agency`` ``(N, >= A, 2)`` holds each network's loads and seizures this week in each
+    agency's ports (:func:`_agency_counts`); ``own`` is a scratch array, one cell per agency.
+    Also the loads landed in each agency's ports, decaying like evidence: ``landed <- memory x landed + loads``
+    (in place). Each cell of ``intel`` and ``landed`` is read before it is written, and by no other cell.
+    """
+    n_agencies, n_net = intel.shape[1], intel.shape[2]
+    for n in range(n_net):
+        total = 0.0
+        for a in range(n_agencies):
+            landed[r, a, n] = memory[r] * landed[r, a, n] + by_agency[n, a, 0]
+            working = case_on[r, a, n] and week >= t_active[r, a, n]
+            domestic = alive[r, n] and home[r, n] == a
+            own[a] = min(1.0, gain_seizure[r] * by_agency[n, a, 1] + gain_case[r] * working + gain_home[r] * domestic)
+            total += own[a]
+        for a in range(n_agencies):
+            pending[r, slot, a, n] += share[r] * (total - own[a])
+        for a in range(n_agencies):
+            received = pending[r, now, a, n]
+            pending[r, now, a, n] = 0.0
+            decayed = intel[r, a, n] * (1.0 - decay[r])
+            intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _agency_counts(r, seized, loads, port_agency, by_agency):
+    """Row ``r``'s loads and seizures in each agency's ports, added in port order (whole numbers: exact).
+
+    ``seized`` and ``loads`` are counts per (network, port); columns past the ports are not read.
+    """
+    by_agency[:] = 0.0
+    for n in range(seized.shape[1]):
+        for p in range(port_agency.size):
+            a = port_agency[p]
+            if a >= 0:
+                by_agency[n, a, 0] += loads[r, n, p]
+                by_agency[n, a, 1] += seized[r, n, p]
+
+
+@njit(void(F3, F3, I1, *INTEL_TYPES), cache=CACHE, nogil=True)
 def _intel_rows(
     seized, loads, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
     gain_seizure, gain_case, gain_home, share, decay, landed, memory,
 ):  # fmt: skip
-    """:func:`gather_intel` without shocks, per row, agency and network (``intel`` and ``pending`` updated in place).
-
-    Also the loads landed in each agency's ports, decaying like evidence: ``landed <- memory x landed + loads``
-    (in place). Each cell of ``intel`` and ``landed`` is read before it is written, and by no other cell.
-    """
-    n_rows, n_agencies, n_net = intel.shape
-    own = np.empty(n_agencies)
-    by_agency, landed_now = np.empty(n_agencies), np.empty(n_agencies)
-    for r in range(n_rows):
-        for n in range(n_net):
-            # seizures and loads in each agency's ports, added in port order (whole numbers: exact)
-            by_agency[:] = 0.0
-            landed_now[:] = 0.0
-            for p in range(seized.shape[2]):
-                a = port_agency[p]
-                if a >= 0:
-                    by_agency[a] += seized[r, n, p]
-                    landed_now[a] += loads[r, n, p]
-            total = 0.0
-            for a in range(n_agencies):
-                landed[r, a, n] = memory[r] * landed[r, a, n] + landed_now[a]
-                working = case_on[r, a, n] and week >= t_active[r, a, n]
-                domestic = alive[r, n] and home[r, n] == a
-                own[a] = min(1.0, gain_seizure[r] * by_agency[a] + gain_case[r] * working + gain_home[r] * domestic)
-                total += own[a]
-            for a in range(n_agencies):
-                pending[r, slot, a, n] += share[r] * (total - own[a])
-            for a in range(n_agencies):
-                received = pending[r, now, a, n]
-                pending[r, now, a, n] = 0.0
-                decayed = intel[r, a, n] * (1.0 - decay[r])
-                intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
+    """:func:`gather_intel` without shocks, per row (:func:`_agency_counts`, then :func:`_intel_row`)."""
+    by_agency, own = np.empty((intel.shape[2], intel.shape[1], 2)), np.empty(intel.shape[1])
+    for r in range(intel.shape[0]):
+        _agency_counts(r, seized, loads, port_agency, by_agency)
+        _intel_row(
+            r, by_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
+            gain_seizure, gain_case, gain_home, share, decay, landed, memory, own,
+        )  # fmt: skip
 
 
 # --- step 8: investigations ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import float64, int64, njit, void
 
+from . import cooperation as co
 from . import mechanics as mx
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2
 from .params import AgencyParams, NetworkParams, Params
@@ -55,7 +56,7 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-@njit(void(F3, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _running_sum(x, out):
     """``out[i, k] = x[i, 0, k] + x[i, 1, k] + ...``, added left to right."""
     for i in range(x.shape[0]):
@@ -258,7 +259,7 @@ def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     return rows
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _decide_row(r, cr, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads):
     """Steps 3-4 for the networks of row ``r``: the equations of :mod:`mechanics` on numbers.
 
@@ -307,7 +308,7 @@ _DECIDE_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True)
+@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _decide_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -380,12 +381,14 @@ def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.where(port_agency < 0, g.shape[-1] - 1, port_agency)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
-def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught):
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency):
     """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
 
     ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`) and the
     uniforms at row ``ur`` of ``u`` (rows on common random numbers share one).
+    ``by_agency`` ``(N, A + 1, 2)`` receives each network's loads and seizures in each
+    agency's ports (column ``agency[p]`` of port ``p``; the last one: ports with no agency).
     """
     n_net, n_alt = loads.shape[1], loads.shape[2]
     n_ports = n_alt - 1
@@ -393,26 +396,35 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
         for j in range(n_alt):
             loads[r, n, j] = 0.0
             caught[r, n, j] = 0.0
+        for a in range(by_agency.shape[1]):
+            by_agency[n, a, 0] = 0.0
+            by_agency[n, a, 1] = 0.0
         n_loads = mx.poisson_from_uniform(u[ur, n, 0], mean_loads[r, n], l_max)
         for k in range(n_loads):
             alt = mx.choose_one(u[ur, n, 1 + k], cum_ship[cr, n])
             if alt == n_ports:
+                a = -1
                 d = e_det[r]
             else:
                 a = agency[alt]
                 d = mx.detection_probability(i_q[r, alt], kappa[r], h[r, n, alt], t[r, alt], g[r, n, a])
             loads[r, n, alt] += 1.0
-            if u[ur, n, 1 + l_max + k] < d:
+            seized = u[ur, n, 1 + l_max + k] < d
+            if seized:
                 caught[r, n, alt] += 1.0
+            if a >= 0:  # whole numbers: the same sums as port by port
+                by_agency[n, a, 0] += 1.0
+                by_agency[n, a, 1] += seized
 
 
-@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True)
+@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True, error_model="numpy")
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
     """Step 5 for each (row, network) (:func:`_ship_row` for each row)."""
+    by_agency = np.empty((h.shape[1], g.shape[2], 2))
     for r in range(h.shape[0]):
-        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -470,7 +482,7 @@ def learn(
     return tuple(x.reshape(*lead, n_ports) for x in out)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _learn_row(
     r, seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
@@ -491,7 +503,12 @@ def _learn_row(
             new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
 
 
-@njit(void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3), cache=CACHE, nogil=True)
+@njit(
+    void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3),
+    cache=CACHE,
+    nogil=True,
+    error_model="numpy",
+)
 def _learn_rows(
     seizures, exposure, h, own_loads, own_seized, news_seized, news_exposure,
     kappa, memory, omega, growth, decay, burn, c, new_s, new_e, new_h,
@@ -527,7 +544,7 @@ def milieu_news(
     return news_s.reshape(*rows, n_ports), news_e.reshape(*rows, n_ports)
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """:func:`milieu_news` of row ``r`` (the loops stop at ``h.shape[2]`` ports)."""
     n_net, n_ports = h.shape[1:]
@@ -542,7 +559,7 @@ def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
         news_e[r, j] /= n_active[r]
 
 
-@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
     for r in range(h.shape[0]):
@@ -552,7 +569,7 @@ def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
 # --- steps 3-6 in one pass per row (the vectorized engine) -------------------------------------------
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross):
     """The sums of :func:`shipment_totals` for row ``r``, over networks in slot order (a running sum).
 
@@ -607,6 +624,7 @@ def trade(
     port_agency: np.ndarray,
     home_agency: np.ndarray,
     u_rows: np.ndarray | None = None,
+    intel: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
@@ -618,7 +636,9 @@ def trade(
     copies. ``home_agency`` ``(R, N)`` is each network's home agency (-1: none), for the
     week's totals. Returns ``(m_eff, mean_loads, loads, caught, totals)``: ``loads`` and
     ``caught`` are ``(R, N, P + 1)`` counts, ``totals`` what :func:`shipment_totals` returns
-    for them, summed while each row is in the cache.
+    for them, summed while each row is in the cache. With ``intel``, the week's
+    :func:`cooperation.intel_inputs`, the pass also gathers the intelligence (step 7 of
+    :func:`cooperation.gather_intel` without its shocks) from the row's seizures and loads.
     """
     n_rep, n_net, n_ports = seizures.shape
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
@@ -643,6 +663,10 @@ def trade(
     if home.shape != rn:
         raise ValueError(f"home_agency {home.shape} for networks {rn}")
     totals = _totals_outputs(n_rep, n_ports + 1, g.shape[-1] - 1)
+    if intel is None:
+        intel = co.no_intel(n_rep, n_net)
+    elif intel[4].shape[::2] != rn or intel[4].shape[1] > g.shape[-1] - 1:
+        raise ValueError(f"intelligence {intel[4].shape} for networks {rn} and {g.shape[-1] - 1} agencies")
     _trade_rows(
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
@@ -661,6 +685,7 @@ def trade(
         loads,
         caught,
         *totals,
+        *intel,
     )
     return m_eff, mean_loads, loads, caught, totals
 
@@ -672,30 +697,42 @@ _TRADE_TYPES = (
     I2, I1,  # totals: home agency of each network, agency of each port
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
     F2, F2, F2, F2, F2,  # and the totals: loads, shipped kg, seized loads, seized kg, cross-border seized kg
+    *co.INTEL_TYPES,  # intelligence: cooperation.intel_inputs
 )  # fmt: skip
 
 
-@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True)
+@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
     order, nest_of, n_nests, u, u_rows, i_q, t, g, agency, l_max,
     n_active, memory, omega, growth, decay, burn, c, home, port_agency, m_eff, mean_loads, loads, caught,
     n_loads, shipped, seized, seized_kg, cross,
+    case_on, t_active, alive_i, home_i, intel, pending, slot, now, week,
+    gain_seizure, gain_case, gain_home, share, decay_i, landed, memory_i,
 ):  # fmt: skip
-    """:func:`trade` row by row: decide, ship, totals, news and learn for one row's networks, then the next row."""
+    """:func:`trade` row by row: decide, ship, totals, intelligence, news and learn for a row, then the next row."""
     n_rep, n_net, n_ports = seizures.shape
     work = mx.nested_logit_work(order, nest_of, n_nests, n_ports)
     utility, risk = np.empty(n_ports), np.empty(n_ports + 1)
     probs, cum_ship = np.empty((1, n_net, n_ports + 2)), np.empty((1, n_net, n_ports + 1))  # one row's scratch
     news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
     by_agency = np.empty(cross.shape[1])
+    own = np.empty(intel.shape[1])
+    by_port_agency = np.empty((n_net, g.shape[2], 2))  # one row's loads and seizures in each agency's ports
     rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
-        _ship_row(r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught)
+        _ship_row(
+            r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
+            by_port_agency,
+        )  # fmt: skip
         _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)
+        co._intel_row(
+            r, by_port_agency, case_on, t_active, alive_i, home_i, intel, pending, slot, now, week,
+            gain_seizure, gain_case, gain_home, share, decay_i, landed, memory_i, own,
+        )  # fmt: skip
         # own loads and seizures are the first P columns of loads and caught (the loops stop at P)
         _news_row(r, loads, caught, h, kappa, n_active, news_s, news_e)
         _learn_row(
@@ -736,7 +773,7 @@ def _totals_outputs(n_rep: int, n_alt: int, n_agencies: int) -> tuple[np.ndarray
     return (*(np.empty((n_rep, n_alt)) for _ in range(4)), np.empty((n_rep, n_agencies)))
 
 
-@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True)
+@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
     """Sums over networks in slot order (:func:`_totals_row` for each row)."""
     by_agency = np.empty(cross.shape[1])

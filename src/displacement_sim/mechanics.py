@@ -78,7 +78,7 @@ def choose_alternative(u: np.ndarray, cum: np.ndarray) -> np.ndarray:
     return np.sum(u[..., None] >= cum[..., :-1], axis=-1)
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, error_model="numpy")
 def choose_one(u, cum):
     """:func:`choose_alternative` for one uniform and one row of bounds.
 
@@ -298,7 +298,7 @@ def choice_probabilities(
     return out
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, error_model="numpy")
 def nested_logit_work(order, nest_of, n_nests, n_ports):
     """Scratch arrays for :func:`nested_logit_row`, after checking the nests index within range."""
     for i in range(order.size):
@@ -310,7 +310,7 @@ def nested_logit_work(order, nest_of, n_nests, n_ports):
     return np.empty(order.size), np.empty(n_nests), np.empty(n_nests), np.empty(n_nests + 2), size
 
 
-@njit(cache=CACHE, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
 def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
     """One row of :func:`choice_probabilities`: utilities ``u`` (P,) to ``out`` (P + 2,).
 
@@ -351,7 +351,7 @@ def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
     out[n_ports + 1] = top[n_nests + 1] / t
 
 
-@njit(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True)
+@njit(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _nested_logit_rows(u, coef, lam, v_else, v_hold, order, nest_of, n_nests, out):
     """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2), one :func:`nested_logit_row` each."""
     work = nested_logit_work(order, nest_of, n_nests, u.shape[1])

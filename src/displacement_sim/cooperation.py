@@ -29,10 +29,12 @@ __all__ = [
     "COORDINATION",
     "CoopParams",
     "CoopState",
+    "apply_shocks",
     "coop_params",
     "gather_intel",
     "initial_coop_state",
     "intel_by_agency",
+    "intel_inputs",
     "investigate",
     "succession",
 ]

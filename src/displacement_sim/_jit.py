@@ -16,9 +16,12 @@
 - **IEEE division in the hot loops.** The loops of ``kernel`` and ``mechanics`` are
   compiled with ``error_model="numpy"``: a float division is the machine's, without the
   zero test numba adds to raise ``ZeroDivisionError`` (about 2% of a week step). Every
-  divisor there is positive by construction (prior plus exposure, sums of exponentials,
-  load counts, active networks of at least 1), so the numbers are the same; the tests'
-  checks for NaN and infinity would catch a zero that slipped through.
+  divisor there is positive by construction (``beta / lambda`` with ``lambda > 0`` by the
+  schema, sums of exponentials whose largest term is 1, the shipping total where it is
+  tested positive, the Poisson term's index, active networks of at least 1), so the
+  numbers are the same; the tests' checks for NaN and infinity would catch a zero that
+  slipped through. (The numba ufuncs of ``mechanics``, such as the perceived risk's
+  ``(a0 + S) / (b0 + E)``, are compiled by ``vectorize``, which has no such option.)
 - **No stale caches beside the package.** When a new version is cached in
   ``__pycache__``, the caches of earlier sources there are removed (they can only be
   reused if an edit is reverted, which then compiles once more). Caches under

@@ -4,8 +4,11 @@ Pure functions on arrays with any leading shape ``L``: the Mesa model passes
 ``L = ()`` (its agencies' and networks' rows stacked), the vectorized engine
 ``L = (R,)``. Agencies are indexed ``0..A-1`` in country-code order (the
 tie-break order); networks by slot. The state of these submodels is one
-:class:`CoopState`; each week both engines call :func:`gather_intel`,
-:func:`investigate` and :func:`succession` in that order.
+:class:`CoopState`; each week both engines gather the intelligence, then call
+:func:`investigate` and :func:`succession`, in that order. The Mesa model gathers it
+with :func:`gather_intel`; the vectorized engine passes :func:`intel_inputs` to
+``kernel.trade``, whose pass over each row runs the same row function, and then
+calls :func:`apply_shocks`.
 
 Coordination modes are small separate functions registered in
 :data:`COORDINATION`: each says which networks an agency may open a case on.
@@ -202,7 +205,11 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
 
 @njit(void(F3, F1, F1, F3), cache=CACHE, nogil=True)
 def _intel_term_rows(intel, gamma, tip, out):
-    """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order."""
+    """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order.
+
+    The same order as numpy's ``sum`` over the agency axis of ``(L, A, N)`` for any ``N > 1``
+    (and for ``A < 8``: with a single network and eight agencies or more numpy would sum pairwise).
+    """
     n_rows, n_agencies, n_net = intel.shape
     for r in range(n_rows):
         for n in range(n_net):

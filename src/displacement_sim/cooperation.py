@@ -248,7 +248,7 @@ def gather_intel(
 
 
 def intel_inputs(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) -> tuple:
-    """The arguments of :func:`_intel_row` after the week's seizures and loads, as rows (views of the state).
+    """The arguments of :func:`_intel_rows` after the seizures, loads and ports' agencies, as rows (views of the state).
 
     ``kernel.trade`` takes them to gather the intelligence in its own pass over each row
     (step 7 without shocks); :func:`gather_intel` passes them to :func:`_intel_rows`.

@@ -13,7 +13,9 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
    6. learning and insider access: ``kernel.trade``, one compiled pass per row through
    the same per-row functions as ``kernel.decide``, ``ship``, ``milieu_news`` and
    ``learn``, which the Mesa agents call phase by phase;
-7. intelligence: gains, exchange through the delay line, decay, shocks (``cooperation``);
+7. intelligence: gains, exchange through the delay line and decay in the same pass of
+   ``kernel.trade``, right after each row ships (``cooperation._intel_row``, which the
+   Mesa model reaches through ``gather_intel``); then the shocks (``cooperation.apply_shocks``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry;
 10. record (``kernel.week_record``, with the shipment sums ``kernel.trade`` took in its pass).

@@ -11,11 +11,15 @@ bits as the same network computed alone (the Mesa agents' single rows).
 from __future__ import annotations
 
 import copy
+import ctypes
+import math
 
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from displacement_sim import cooperation as co
 from displacement_sim import kernel as kx
@@ -387,3 +391,36 @@ def test_a_new_cache_beside_the_package_removes_the_caches_of_earlier_sources(tm
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(shared))
     assert _jit.cache_dir().parent == shared
     assert (shared / "displacement-sim-0123456789abcdef").exists()
+
+
+@njit
+def _libm_calls(x, y, out):
+    """``exp``, ``log`` and ``pow`` as compiled code calls them (compiled here, after the package's binding)."""
+    for i in range(x.size):
+        out[0, i], out[1, i], out[2, i] = math.exp(x[i]), math.log(abs(x[i])), math.pow(abs(x[i]), y[i])
+
+
+def test_compiled_code_calls_glibcs_current_libm_with_the_same_bits() -> None:
+    """numba's binding (glibc's compatibility versions) and ours give the same bits, edge cases included."""
+    from displacement_sim import _jit
+
+    current = {name: _jit.libm_version(name, b"GLIBC_2.29") for name in _jit.LIBM_FUNCTIONS}
+    compat = {name: _jit.libm_version(name, b"GLIBC_2.2.5") for name in _jit.LIBM_FUNCTIONS}
+    if None in current.values() or None in compat.values():
+        pytest.skip("not glibc 2.29 or later on x86-64: numba's own binding is kept")
+    assert {name: llvm.address_of_symbol(name) for name in _jit.LIBM_FUNCTIONS} == current
+    rng = np.random.default_rng(3)
+    edges = [0.0, -0.0, 1.0, -1.0, 709.78, 709.79, -745.13, -745.14, -708.4, 1e-310, 1e308, np.inf, -np.inf, np.nan]
+    x = np.concatenate([edges, rng.uniform(-750.0, 750.0, 3000), rng.normal(0.0, 3.0, 3000)])
+    y = np.concatenate([[0.0, 0.5, -1.0, 2.0, 1e3, -1e3, 0.3, 1.5, np.inf, -np.inf, np.nan, 3.0, 2.0, 1.0],
+                        rng.normal(0.0, 4.0, x.size - len(edges))])  # fmt: skip
+    compiled = np.empty((3, x.size))
+    _libm_calls(x, y, compiled)
+    unary = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)
+    binary = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double, ctypes.c_double)
+    old_exp, old_log, old_pow = unary(compat["exp"]), unary(compat["log"]), binary(compat["pow"])
+    expected = np.array([
+        [old_exp(v) for v in x], [old_log(abs(v)) for v in x], [old_pow(abs(v), w) for v, w in zip(x, y, strict=True)]
+    ])  # fmt: skip
+    assert compiled.tobytes() == expected.tobytes()
+    assert np.isinf(compiled[0]).any() and (compiled[0] == 0).any() and np.isnan(compiled).any()  # edges reached

@@ -22,6 +22,13 @@
   numbers are the same; the tests' checks for NaN and infinity would catch a zero that
   slipped through. (The numba ufuncs of ``mechanics``, such as the perceived risk's
   ``(a0 + S) / (b0 + E)``, are compiled by ``vectorize``, which has no such option.)
+- **libm's current entry points.** numba's Linux wheels are built against an old glibc
+  (manylinux2014), so the ``exp``, ``log`` and ``pow`` they hand to compiled code are
+  glibc's compatibility versions (``exp@GLIBC_2.2.5``): a wrapper that checks each
+  result for System V error handling, then calls the same function. On glibc 2.29 and
+  later, :func:`bind_libm` binds the current versions (``exp@@GLIBC_2.29``) instead,
+  the same functions without the wrapper: the same bits, about 2.5% of a week step.
+  Elsewhere numba's binding stays.
 - **No stale caches beside the package.** When a new version is cached in
   ``__pycache__``, the caches of earlier sources there are removed (they can only be
   reused if an edit is reverted, which then compiles once more). Caches under
@@ -31,17 +38,21 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numba
 from numba import boolean, float64, int64
 
 __all__ = [
     "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3",
-    "cache_dir", "remove_stale_caches", "restore_cache_setting",
+    "bind_libm", "cache_dir", "remove_stale_caches", "restore_cache_setting",
 ]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
@@ -106,6 +117,43 @@ def restore_cache_setting() -> None:
     """Give numba back the user's cache setting once the package's loops are decorated."""
     numba.config.CACHE_DIR = _PREVIOUS
 
+
+LIBM_FUNCTIONS = ("exp", "log", "pow")
+_LIBM_VERSION = b"GLIBC_2.29"  # the version of glibc's exp, log and pow without the SVID wrapper
+
+
+def libm_version(name: str, version: bytes) -> int | None:
+    """Address of glibc's ``name@version`` in libm, or None (not Linux, not glibc, or no such version)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        dlvsym = ctypes.CDLL(None).dlvsym
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    except (OSError, AttributeError):  # no libm by that name, or a C library without dlvsym (musl)
+        return None
+    dlvsym.restype, dlvsym.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+    return dlvsym(libm._handle, name.encode(), version) or None
+
+
+def bind_libm() -> dict[str, int]:
+    """Bind compiled code's ``exp``, ``log`` and ``pow`` to glibc's current versions; returns those bound.
+
+    numba installs its own binding when its CPU target starts, so the target is started
+    first; code compiled or loaded from the cache afterwards links to these addresses.
+    """
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context  # noqa: B018 (starting the target installs numba's math symbols)
+    bound = {}
+    for name in LIBM_FUNCTIONS:
+        address = libm_version(name, _LIBM_VERSION)
+        if address is not None:
+            llvm.add_symbol(name, address)
+            bound[name] = address
+    return bound
+
+
+bind_libm()
 
 # array types of the loops' signatures (layout 'A': any strides)
 F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :]

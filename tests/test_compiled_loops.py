@@ -319,6 +319,19 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
         kx.trade(p, plan.a0, 1.3, s["lam"], s["m"], s["rate"], s["seizures"][:, ::2], s["exposure"][:, ::2],
                  s["h"][:, ::2], s["alive"][:, ::2], u[:, ::2], l_max, i_q, t, g[:, ::2], cp.port_agency,
                  home[:, ::2])  # fmt: skip
+    # the compiled pass is C-ordered (_jit.c_ordered): inputs in other orders are copied, with the same result
+    state = {k: s[k].copy() for k in ("seizures", "exposure", "h")}
+    fortran = [np.asfortranarray(x) for x in (s["lam"], u, i_q, t, g)]
+    assert not any(x.flags.c_contiguous for x in fortran)
+    other_order = kx.trade(p, plan.a0, 1.3, fortran[0], s["m"], s["rate"], *state.values(), s["alive"], fortran[1],
+                           l_max, fortran[2], fortran[3], fortran[4], cp.port_agency, home)  # fmt: skip
+    for a, b in zip((*other_order[:4], *other_order[4], *state.values()), (*got[:4], *got[4], *learned), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ... but the intelligence it updates in place is refused unless C-ordered (a copy would lose the update)
+    strided = co.intel_inputs(cp, copy.deepcopy(coop), week, s["alive"])
+    strided = (*strided[:4], np.asfortranarray(strided[4]), *strided[5:])
+    with pytest.raises(ValueError, match="intel, pending and landed in place"):
+        kx.trade(*args, *shared.values(), s["alive"], u, l_max, i_q, t, g, cp.port_agency, home, None, strided)
 
 
 def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:

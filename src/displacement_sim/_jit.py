@@ -5,6 +5,12 @@
   strided arrays alike), so the Mesa agents' single rows and the vectorized engine's
   blocks run the same machine code, and an argument of the wrong dtype or a read-only
   array is refused (``TypeError``) instead of silently compiling another version.
+- **C order where the engine's hot loop can rely on it.** ``kernel._trade_rows`` (the
+  vectorized engine's week pass) is compiled for C-ordered arrays only (:func:`c_ordered`):
+  with the strides known, the compiler computes addresses without the runtime strides it
+  otherwise keeps on the stack, and this loop ran about 20% faster with the same bits.
+  :func:`kernel.trade` makes its read-only inputs C-ordered (no copy when they are) and
+  refuses arrays it updates in place that are not.
 - **A cache that follows the source.** numba checks a cached function only against
   its own file, not against the files of the functions it calls (the equations of
   ``mechanics.py`` are compiled into the loops of ``kernel.py``). The cache therefore
@@ -52,7 +58,7 @@ from numba import boolean, float64, int64
 
 __all__ = [
     "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3",
-    "bind_libm", "cache_dir", "remove_stale_caches", "restore_cache_setting",
+    "bind_libm", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting",
 ]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
@@ -159,3 +165,8 @@ bind_libm()
 F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :]
 I1, I2, I3 = int64[:], int64[:, :], int64[:, :, :]
 B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]
+
+
+def c_ordered(signature: tuple) -> tuple:
+    """``signature`` with every array type C-ordered (layout 'C': the strides are known to the compiler)."""
+    return tuple(t.copy(layout="C") if isinstance(t, numba.types.Array) else t for t in signature)

@@ -25,7 +25,7 @@ from numba import float64, int64, njit, void
 
 from . import cooperation as co
 from . import mechanics as mx
-from ._jit import B2, CACHE, F1, F2, F3, I1, I2
+from ._jit import B2, CACHE, F1, F2, F3, I1, I2, c_ordered
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_network, per_row, rank
 from .streams import INIT_COLUMNS
@@ -667,7 +667,10 @@ def trade(
         intel = co.no_intel(n_rep, n_net)
     elif intel[4].shape[::2] != rn or intel[4].shape[1] > g.shape[-1] - 1:
         raise ValueError(f"intelligence {intel[4].shape} for networks {rn} and {g.shape[-1] - 1} agencies")
-    _trade_rows(
+    in_place = (intel[4], intel[5], intel[14])  # intel, pending, landed
+    if not all(x.flags.c_contiguous and x.flags.writeable for x in in_place):
+        raise ValueError("trade updates intel, pending and landed in place: they must be writable and C-ordered")
+    args = (
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
         u_rows,
@@ -687,10 +690,13 @@ def trade(
         *totals,
         *intel,
     )
+    # the compiled pass takes C-ordered arrays only (_jit.c_ordered): the read-only inputs are made so,
+    # a copy only where one is not (the arrays updated in place are C-ordered, checked above)
+    _trade_rows(*(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x for x in args))
     return m_eff, mean_loads, loads, caught, totals
 
 
-_TRADE_TYPES = (
+_TRADE_TYPES = c_ordered((
     *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
     F3, I1, F2, F2, F3, I1, int64,  # ship: uniforms, each row's uniform row, i_q, t, g, agency columns, l_max
     F1, F1, F1, F1, F1, F1, F2,  # news and learn: active networks, memory, omega, growth, decay, burn, c
@@ -698,7 +704,7 @@ _TRADE_TYPES = (
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
     F2, F2, F2, F2, F2,  # and the totals: loads, shipped kg, seized loads, seized kg, cross-border seized kg
     *co.INTEL_TYPES,  # intelligence: cooperation.intel_inputs
-)  # fmt: skip
+))  # fmt: skip
 
 
 @njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")

@@ -330,7 +330,7 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
     # ... but the intelligence it updates in place is refused unless C-ordered (a copy would lose the update)
     strided = co.intel_inputs(cp, copy.deepcopy(coop), week, s["alive"])
     strided = (*strided[:4], np.asfortranarray(strided[4]), *strided[5:])
-    with pytest.raises(ValueError, match="intel, pending and landed in place"):
+    with pytest.raises(ValueError, match="updates its arrays in place"):
         kx.trade(*args, *shared.values(), s["alive"], u, l_max, i_q, t, g, cp.port_agency, home, None, strided)
 
 

@@ -9,8 +9,10 @@
   vectorized engine's week pass) is compiled for C-ordered arrays only (:func:`c_ordered`):
   with the strides known, the compiler computes addresses without the runtime strides it
   otherwise keeps on the stack, and this loop ran about 20% faster with the same bits.
-  :func:`kernel.trade` makes its read-only inputs C-ordered (no copy when they are) and
-  refuses arrays it updates in place that are not.
+  The loops of the investigations and of the intelligence term are compiled the same
+  way. Their callers pass the arguments through :func:`c_args`, which makes the arrays
+  a loop only reads C-ordered (no copy when they are) and refuses arrays it updates in
+  place that are not.
 - **A cache that follows the source.** numba checks a cached function only against
   its own file, not against the files of the functions it calls (the equations of
   ``mechanics.py`` are compiled into the loops of ``kernel.py``). The cache therefore
@@ -54,11 +56,12 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 import numba
+import numpy as np
 from numba import boolean, float64, int64
 
 __all__ = [
     "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3",
-    "bind_libm", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting",
+    "bind_libm", "c_args", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting",
 ]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
@@ -170,3 +173,14 @@ B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]
 def c_ordered(signature: tuple) -> tuple:
     """``signature`` with every array type C-ordered (layout 'C': the strides are known to the compiler)."""
     return tuple(t.copy(layout="C") if isinstance(t, numba.types.Array) else t for t in signature)
+
+
+def c_args(args: tuple, written: tuple = ()) -> tuple:
+    """``args`` for a loop compiled with :func:`c_ordered`: the arrays made C-ordered (a copy only where one is not).
+
+    The arrays in ``written``, which the loop updates in place, must be C-ordered and
+    writable already: a copy would silently lose the update.
+    """
+    if not all(x.flags.c_contiguous and x.flags.writeable for x in written):
+        raise ValueError("a compiled loop updates its arrays in place: they must be writable and C-ordered")
+    return tuple(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x for x in args)

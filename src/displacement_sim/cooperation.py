@@ -24,7 +24,7 @@ import numpy as np
 from numba import float64, int64, njit, void
 
 from . import mechanics as mx
-from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3
+from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3, c_args, c_ordered
 from .rows import at, per_row
 from .schema import Scenario
 
@@ -199,11 +199,11 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     # the tip coefficient multiplied in the order of the equation: (tip_gamma w_tip) share
     tip = per_row(cp.tip_gamma, rows) * cp.tip_weight * per_row(cp.share, rows)
     out = np.empty((rows, n_net, n_agencies + 1))
-    _intel_term_rows(np.ascontiguousarray(intel).reshape(rows, n_agencies, n_net), per_row(cp.gamma, rows), tip, out)
+    _intel_term_rows(*c_args((intel.reshape(rows, n_agencies, n_net), per_row(cp.gamma, rows), tip, out), (out,)))
     return np.swapaxes(out.reshape(*lead, n_net, n_agencies + 1), -1, -2)
 
 
-@njit(void(F3, F1, F1, F3), cache=CACHE, nogil=True)
+@njit(void(*c_ordered((F3, F1, F1, F3))), cache=CACHE, nogil=True)
 def _intel_term_rows(intel, gamma, tip, out):
     """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order.
 
@@ -395,15 +395,16 @@ def _nexus_and_shared(cp: CoopParams, st: CoopState) -> tuple[np.ndarray, np.nda
     lead, (n_agencies, n_net) = st.intel.shape[:-2], st.intel.shape[-2:]
     rows = math.prod(lead)
     out, shared = np.empty((rows, n_agencies, n_net)), np.empty((rows, n_net), dtype=np.bool_)
-    _nexus_rows(
-        np.ascontiguousarray(st.landed).reshape(rows, n_agencies, n_net),
-        np.ascontiguousarray(st.intel).reshape(rows, n_agencies, n_net),
-        np.ascontiguousarray(st.home_agency).reshape(rows, n_net),
+    args = (
+        st.landed.reshape(rows, n_agencies, n_net),
+        st.intel.reshape(rows, n_agencies, n_net),
+        st.home_agency.reshape(rows, n_net),
         np.asarray(cp.nexus_weights, dtype=np.float64),
         SHARED_LANDED_MIN,
         out,
         shared,
     )
+    _nexus_rows(*c_args(args, (out, shared)))
     return out.reshape(st.intel.shape), shared.reshape(st.home_agency.shape)
 
 
@@ -437,7 +438,7 @@ def _shared_cell(landed, home, landed_min, r, n):
     return involved >= 2
 
 
-@njit(void(F3, F3, I2, F1, float64, F3, B2), cache=CACHE, nogil=True)
+@njit(void(*c_ordered((F3, F3, I2, F1, float64, F3, B2))), cache=CACHE, nogil=True)
 def _nexus_rows(landed, intel, home, w, landed_min, out, shared):
     """Per (row, network): each agency's nexus (:func:`_nexus_cell`) and whether it is shared (:func:`_shared_cell`)."""
     n_rows, n_agencies, n_net = intel.shape
@@ -556,7 +557,7 @@ _OPEN_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*_OPEN_TYPES), cache=CACHE, nogil=True)
+@njit(void(*c_ordered(_OPEN_TYPES)), cache=CACHE, nogil=True)
 def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min, a, units, rate, u, opened, shared):
     """Per row: the networks on which agency ``a`` opens a case this week, and which of them are shared targets.
 
@@ -608,7 +609,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     live = np.ascontiguousarray(alive).reshape(rows, n_net)
     counts = {k: np.zeros((rows, n_agencies)) for k in ("compromised", "dismantled")}
     joint_weeks = np.zeros((rows, 2))  # dismantled by joint teams, weeks to dismantle
-    _resolve_rows(
+    args = (
         st.case_on.reshape(rows, n_agencies, n_net),
         st.case_joint.reshape(rows, n_agencies, n_net),
         st.t_case_start.reshape(rows, n_agencies, n_net),
@@ -624,6 +625,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         counts["dismantled"],
         joint_weeks,
     )
+    _resolve_rows(*c_args(args, (*args[:2], *args[5:7], *args[-3:])))  # cases, dismantled, alive, the counts
     alive[...] = live.reshape(alive.shape)
     ev["compromised"] += counts["compromised"].reshape(ev["compromised"].shape)
     ev["dismantled"] += counts["dismantled"].reshape(ev["dismantled"].shape)
@@ -631,7 +633,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     ev["weeks_to_dismantle"] += joint_weeks[:, 1].reshape(ev["weeks_to_dismantle"].shape)
 
 
-@njit(void(B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2), cache=CACHE, nogil=True)
+@njit(void(*c_ordered((B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2))), cache=CACHE, nogil=True)
 def _resolve_rows(
     case_on, case_joint, t_start, t_end, intel, t_dismantled, alive, u_success, week,
     uplift, penalty, weight, sigma, compromised, dismantled, joint_weeks,
@@ -709,7 +711,7 @@ def _open_cases(
     weights = np.asarray(cp.nexus_weights, dtype=np.float64)
     for a in range(n_agencies):
         opened, opened_shared = np.empty(alive.shape, dtype=bool), np.empty(alive.shape, dtype=bool)
-        _open_rows(
+        args = (
             np.reshape(rule(ModeContext(cp, st, a, week, nx, shared)), (rows, n_net)),
             np.reshape(alive, (rows, n_net)),
             np.reshape(hvt, (rows, n_net)),
@@ -724,6 +726,7 @@ def _open_cases(
             opened.reshape(rows, n_net),
             opened_shared.reshape(rows, n_net),
         )
+        _open_rows(*c_args(args, args[-2:]))
         ev["cases_opened"][..., a] += opened.sum(axis=-1)
         new = np.nonzero(opened)  # index tuple over (L, N) of the new cases
         if new[-1].size == 0:
@@ -806,16 +809,15 @@ def investigate(
     _open_cases(cp, st, week, u[..., 0], u[..., 1], alive, hvt, ev)
     rows = math.prod(lead)
     duplicated, case_weeks, unit_weeks = np.empty(rows), np.empty((rows, a)), np.empty((rows, a))
-    _count_cases_rows(
-        st.case_on.reshape(rows, a, -1), st.case_joint.reshape(rows, a, -1), duplicated, case_weeks, unit_weeks
-    )
+    args = st.case_on.reshape(rows, a, -1), st.case_joint.reshape(rows, a, -1), duplicated, case_weeks, unit_weeks
+    _count_cases_rows(*c_args(args, args[2:]))
     ev["duplicated"] = duplicated.reshape(lead)
     ev["case_weeks"] = case_weeks.reshape((*lead, a))
     ev["unit_weeks"] = unit_weeks.reshape((*lead, a))
     return ev
 
 
-@njit(void(B3, B3, F1, F2, F2), cache=CACHE, nogil=True)
+@njit(void(*c_ordered((B3, B3, F1, F2, F2))), cache=CACHE, nogil=True)
 def _count_cases_rows(case_on, case_joint, duplicated, case_weeks, unit_weeks):
     """Per row, the cases open after step 8 (whole numbers, so exact in any order).
 

@@ -25,7 +25,7 @@ from numba import float64, int64, njit, void
 
 from . import cooperation as co
 from . import mechanics as mx
-from ._jit import B2, CACHE, F1, F2, F3, I1, I2, c_ordered
+from ._jit import B2, CACHE, F1, F2, F3, I1, I2, c_args, c_ordered
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_network, per_row, rank
 from .streams import INIT_COLUMNS
@@ -667,9 +667,6 @@ def trade(
         intel = co.no_intel(n_rep, n_net)
     elif intel[4].shape[::2] != rn or intel[4].shape[1] > g.shape[-1] - 1:
         raise ValueError(f"intelligence {intel[4].shape} for networks {rn} and {g.shape[-1] - 1} agencies")
-    in_place = (intel[4], intel[5], intel[14])  # intel, pending, landed
-    if not all(x.flags.c_contiguous and x.flags.writeable for x in in_place):
-        raise ValueError("trade updates intel, pending and landed in place: they must be writable and C-ordered")
     args = (
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
@@ -690,9 +687,8 @@ def trade(
         *totals,
         *intel,
     )
-    # the compiled pass takes C-ordered arrays only (_jit.c_ordered): the read-only inputs are made so,
-    # a copy only where one is not (the arrays updated in place are C-ordered, checked above)
-    _trade_rows(*(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x for x in args))
+    # C-ordered arrays only (_jit.c_ordered); seizures, exposure and h are checked above
+    _trade_rows(*c_args(args, written=(intel[4], intel[5], intel[14])))  # intel, pending, landed
     return m_eff, mean_loads, loads, caught, totals
 
 

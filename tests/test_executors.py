@@ -65,11 +65,15 @@ def test_serial_executor_runs_inline_and_keeps_exceptions():
         ex.submit(pow, 2, 2)
 
 
-def test_dask_local_cluster_gives_the_serial_table(tmp_path, sweep_and_reference):
+def test_dask_local_cluster_gives_the_serial_table(tmp_path, sweep_and_reference, monkeypatch):
     sweep, reference = sweep_and_reference
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny started by another test leaves it here
     with open_executor(dask_local=2) as handle:
         assert handle.kind == "dask-local" and handle.workers == 2
         assert "127.0.0.1" in handle.description
+        # workers with glibc's default malloc (not the nanny's MALLOC_TRIM_THRESHOLD_, executors.DASK_WORKER_ENVIRON)
+        environ = [handle.executor.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_") for _ in range(4)]
+        assert [f.result() for f in environ] == [None] * 4
         for size in (1, 7):
             res = run_sweep(sweep, tmp_path / f"dask-{size}", executor=handle, chunk_size=size, figures=False)
             assert res.table.read_bytes() == reference, f"chunk size {size}"

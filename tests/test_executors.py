@@ -71,9 +71,12 @@ def test_dask_local_cluster_gives_the_serial_table(tmp_path, sweep_and_reference
     with open_executor(dask_local=2) as handle:
         assert handle.kind == "dask-local" and handle.workers == 2
         assert "127.0.0.1" in handle.description
-        # workers with glibc's default malloc (not the nanny's MALLOC_TRIM_THRESHOLD_, executors.DASK_WORKER_ENVIRON)
+        # workers with glibc's default malloc (not the nanny's MALLOC_TRIM_THRESHOLD_) and without the dashboard's
+        # profiler (executors.DASK_LOCAL_CONFIG)
         environ = [handle.executor.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_") for _ in range(4)]
         assert [f.result() for f in environ] == [None] * 4
+        profiling = handle.client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
+        assert list(profiling.values()) == [False, False]
         for size in (1, 7):
             res = run_sweep(sweep, tmp_path / f"dask-{size}", executor=handle, chunk_size=size, figures=False)
             assert res.table.read_bytes() == reference, f"chunk size {size}"

@@ -236,18 +236,23 @@ def open_executor(
         pool.shutdown(wait=ok, cancel_futures=not ok)
 
 
-# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), which
-# turns off glibc's adaptive mmap threshold: every array above 128 KiB is then mapped and unmapped afresh, and a
-# week of a 510-row batch spent a fifth of its time in the kernel zeroing pages (a sweep ran 1.5x slower than on
-# local processes). The workers of our own LocalCluster run with glibc's defaults, as local processes do.
-DASK_WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# The Dask configuration of our own LocalCluster's workers (the nannies pass it on to them):
+# - Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), which
+#   turns off glibc's adaptive mmap threshold: every array above 128 KiB is then mapped and unmapped afresh, and a
+#   week of a 510-row batch spent a fifth of its time in the kernel zeroing pages (a sweep ran 1.5x slower than on
+#   local processes). Our workers run with glibc's defaults, as local processes do.
+# - Each worker samples its task threads' stacks every 10 ms for the dashboard, which this cluster does not start.
+DASK_LOCAL_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
 
 
 def _dask_local(n: int) -> Iterator[ExecutorHandle]:
     import dask
 
     client_cls, cluster_cls = _import_dask("--dask-local")
-    with dask.config.set(DASK_WORKER_ENVIRON):
+    with dask.config.set(DASK_LOCAL_CONFIG):
         cluster = cluster_cls(
             n_workers=int(n),
             threads_per_worker=1,

@@ -135,10 +135,12 @@ def test_an_unreachable_scheduler_is_a_clear_error():
         pass
 
 
-def test_dask_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # makes the import fail
-    with (
-        pytest.raises(ConfigError, match=r"--dask-local.*Dask is not installed.*displacement-sim\[dask\]"),
-        open_executor(dask_local=2),
-    ):
-        pass
+@pytest.mark.parametrize("module", ["dask", "dask.distributed"])
+def test_dask_missing_is_a_clear_error(monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes the import fail
+    for option, kwargs in (("--dask-local", {"dask_local": 2}), ("--scheduler", {"scheduler": "tcp://127.0.0.1:9"})):
+        with (
+            pytest.raises(ConfigError, match=rf"{option}.*Dask is not installed.*displacement-sim\[dask\]"),
+            open_executor(**kwargs),
+        ):
+            pass

@@ -30,13 +30,17 @@
   numbers are the same; the tests' checks for NaN and infinity would catch a zero that
   slipped through. (The numba ufuncs of ``mechanics``, such as the perceived risk's
   ``(a0 + S) / (b0 + E)``, are compiled by ``vectorize``, which has no such option.)
-- **libm's current entry points.** numba's Linux wheels are built against an old glibc
-  (manylinux2014), so the ``exp``, ``log`` and ``pow`` they hand to compiled code are
-  glibc's compatibility versions (``exp@GLIBC_2.2.5``): a wrapper that checks each
-  result for System V error handling, then calls the same function. On glibc 2.29 and
-  later, :func:`bind_libm` binds the current versions (``exp@@GLIBC_2.29``) instead,
-  the same functions without the wrapper: the same bits, about 2.5% of a week step.
-  Elsewhere numba's binding stays.
+- **glibc's current ``exp``.** numba's Linux wheels are built against an old glibc
+  (manylinux2014), so the ``exp`` they hand to compiled code is glibc's compatibility
+  version ``exp@GLIBC_2.2.5``: a wrapper that calls the same ``__exp``, then checks the
+  result for System V error handling. On glibc 2.29 and later, :func:`bind_libm` binds
+  the current version ``exp@@GLIBC_2.29`` instead: the same function without the
+  wrapper, so the same bits for every argument (overflow, underflow and NaN included;
+  tested), about 2.5% of ``trade``, which calls ``exp`` about 20 times per network-week.
+  ``log`` keeps numba's binding (its wrapper returns a NaN of the other sign for a
+  negative argument, and the loops call it only a few times per network), as does
+  every other function.
+  Elsewhere (not glibc, or older) numba's binding stays.
 - **No stale caches beside the package.** When a new version is cached in
   ``__pycache__``, the caches of earlier sources there are removed (they can only be
   reused if an edit is reverted, which then compiles once more). Caches under
@@ -47,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
@@ -127,8 +130,8 @@ def restore_cache_setting() -> None:
     numba.config.CACHE_DIR = _PREVIOUS
 
 
-LIBM_FUNCTIONS = ("exp", "log", "pow")
-_LIBM_VERSION = b"GLIBC_2.29"  # the version of glibc's exp, log and pow without the SVID wrapper
+LIBM_FUNCTIONS = ("exp",)  # the functions bind_libm binds (see the module docstring for log and pow)
+_LIBM_VERSION = b"GLIBC_2.29"  # the version of glibc's exp without the System V wrapper
 
 
 def libm_version(name: str, version: bytes) -> int | None:
@@ -137,15 +140,15 @@ def libm_version(name: str, version: bytes) -> int | None:
         return None
     try:
         dlvsym = ctypes.CDLL(None).dlvsym
-        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-    except (OSError, AttributeError):  # no libm by that name, or a C library without dlvsym (musl)
+        libm = ctypes.CDLL("libm.so.6")  # glibc's libm (the versions looked up exist only there)
+    except (OSError, AttributeError):  # no glibc libm, or a C library without dlvsym (musl)
         return None
     dlvsym.restype, dlvsym.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     return dlvsym(libm._handle, name.encode(), version) or None
 
 
 def bind_libm() -> dict[str, int]:
-    """Bind compiled code's ``exp``, ``log`` and ``pow`` to glibc's current versions; returns those bound.
+    """Bind compiled code's ``exp`` to glibc's current version; returns the functions bound and their addresses.
 
     numba installs its own binding when its CPU target starts, so the target is started
     first; code compiled or loaded from the cache afterwards links to these addresses.
@@ -170,17 +173,27 @@ I1, I2, I3 = int64[:], int64[:, :], int64[:, :, :]
 B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]
 
 
-def c_ordered(signature: tuple) -> tuple:
-    """``signature`` with every array type C-ordered (layout 'C': the strides are known to the compiler)."""
-    return tuple(t.copy(layout="C") if isinstance(t, numba.types.Array) else t for t in signature)
+def c_ordered(signature: tuple, strided: tuple[int, ...] = ()) -> tuple:
+    """``signature`` with its array types C-ordered (layout 'C': the strides are known to the compiler).
+
+    The arguments at positions ``strided`` keep their layout: the blocks of uniforms,
+    read where they lie (views into a week's block, any strides) rather than copied.
+    """
+    return tuple(
+        t.copy(layout="C") if isinstance(t, numba.types.Array) and k not in strided else t
+        for k, t in enumerate(signature)
+    )
 
 
-def c_args(args: tuple, written: tuple = ()) -> tuple:
+def c_args(args: tuple, written: tuple = (), strided: tuple[int, ...] = ()) -> tuple:
     """``args`` for a loop compiled with :func:`c_ordered`: the arrays made C-ordered (a copy only where one is not).
 
     The arrays in ``written``, which the loop updates in place, must be C-ordered and
-    writable already: a copy would silently lose the update.
+    writable already: a copy would silently lose the update. Those at positions
+    ``strided`` (the same as :func:`c_ordered`'s) are passed as they are.
     """
     if not all(x.flags.c_contiguous and x.flags.writeable for x in written):
         raise ValueError("a compiled loop updates its arrays in place: they must be writable and C-ordered")
-    return tuple(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x for x in args)
+    return tuple(
+        np.ascontiguousarray(x) if isinstance(x, np.ndarray) and k not in strided else x for k, x in enumerate(args)
+    )

@@ -557,7 +557,10 @@ _OPEN_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*c_ordered(_OPEN_TYPES)), cache=CACHE, nogil=True)
+_OPEN_UNIFORMS = (12,)  # the draws: read where they lie in the week's block (any strides)
+
+
+@njit(void(*c_ordered(_OPEN_TYPES, _OPEN_UNIFORMS)), cache=CACHE, nogil=True)
 def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min, a, units, rate, u, opened, shared):
     """Per row: the networks on which agency ``a`` opens a case this week, and which of them are shared targets.
 
@@ -625,7 +628,8 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         counts["dismantled"],
         joint_weeks,
     )
-    _resolve_rows(*c_args(args, (*args[:2], *args[5:7], *args[-3:])))  # cases, dismantled, alive, the counts
+    written = (*args[:2], *args[5:7], *args[-3:])  # cases, dismantled, alive, the counts
+    _resolve_rows(*c_args(args, written, _RESOLVE_UNIFORMS))
     alive[...] = live.reshape(alive.shape)
     ev["compromised"] += counts["compromised"].reshape(ev["compromised"].shape)
     ev["dismantled"] += counts["dismantled"].reshape(ev["dismantled"].shape)
@@ -633,7 +637,11 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
     ev["weeks_to_dismantle"] += joint_weeks[:, 1].reshape(ev["weeks_to_dismantle"].shape)
 
 
-@njit(void(*c_ordered((B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2))), cache=CACHE, nogil=True)
+_RESOLVE_UNIFORMS = (7,)  # the draws: read where they lie in the week's block (any strides)
+_RESOLVE_TYPES = (B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2)
+
+
+@njit(void(*c_ordered(_RESOLVE_TYPES, _RESOLVE_UNIFORMS)), cache=CACHE, nogil=True)
 def _resolve_rows(
     case_on, case_joint, t_start, t_end, intel, t_dismantled, alive, u_success, week,
     uplift, penalty, weight, sigma, compromised, dismantled, joint_weeks,
@@ -726,7 +734,7 @@ def _open_cases(
             opened.reshape(rows, n_net),
             opened_shared.reshape(rows, n_net),
         )
-        _open_rows(*c_args(args, args[-2:]))
+        _open_rows(*c_args(args, args[-2:], _OPEN_UNIFORMS))
         ev["cases_opened"][..., a] += opened.sum(axis=-1)
         new = np.nonzero(opened)  # index tuple over (L, N) of the new cases
         if new[-1].size == 0:

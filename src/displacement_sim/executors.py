@@ -147,14 +147,16 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _import_dask(option: str) -> tuple[Any, Any]:
+def _import_dask(option: str) -> tuple[Any, Any, Any]:
+    """Dask's ``Client``, ``LocalCluster`` and ``config``, or the clear error of a missing optional extra."""
     try:
+        import dask
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(
             "Dask is not installed", field=option, allowed=f"install the optional extra: {DASK_HINT}"
         ) from None
-    return Client, LocalCluster
+    return Client, LocalCluster, dask.config
 
 
 def _coordinator_alive(pid: int) -> bool:
@@ -249,10 +251,8 @@ DASK_LOCAL_CONFIG = {
 
 
 def _dask_local(n: int) -> Iterator[ExecutorHandle]:
-    import dask
-
-    client_cls, cluster_cls = _import_dask("--dask-local")
-    with dask.config.set(DASK_LOCAL_CONFIG):
+    client_cls, cluster_cls, dask_config = _import_dask("--dask-local")
+    with dask_config.set(DASK_LOCAL_CONFIG):
         cluster = cluster_cls(
             n_workers=int(n),
             threads_per_worker=1,
@@ -273,7 +273,7 @@ def _dask_local(n: int) -> Iterator[ExecutorHandle]:
 
 
 def _dask_remote(address: str, timeout: float) -> Iterator[ExecutorHandle]:
-    client_cls, _ = _import_dask("--scheduler")
+    client_cls, _, _ = _import_dask("--scheduler")
     try:
         client = client_cls(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as err:

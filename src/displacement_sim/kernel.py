@@ -688,10 +688,11 @@ def trade(
         *intel,
     )
     # C-ordered arrays only (_jit.c_ordered); seizures, exposure and h are checked above
-    _trade_rows(*c_args(args, written=(intel[4], intel[5], intel[14])))  # intel, pending, landed
+    _trade_rows(*c_args(args, (intel[4], intel[5], intel[14]), _TRADE_UNIFORMS))  # written: intel, pending, landed
     return m_eff, mean_loads, loads, caught, totals
 
 
+_TRADE_UNIFORMS = (26,)  # the uniforms' position: read where they lie in the week's block (any strides)
 _TRADE_TYPES = c_ordered((
     *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
     F3, I1, F2, F2, F3, I1, int64,  # ship: uniforms, each row's uniform row, i_q, t, g, agency columns, l_max
@@ -700,7 +701,7 @@ _TRADE_TYPES = c_ordered((
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
     F2, F2, F2, F2, F2,  # and the totals: loads, shipped kg, seized loads, seized kg, cross-border seized kg
     *co.INTEL_TYPES,  # intelligence: cooperation.intel_inputs
-))  # fmt: skip
+), _TRADE_UNIFORMS)  # fmt: skip
 
 
 @njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")

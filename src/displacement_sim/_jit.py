@@ -12,7 +12,8 @@
   The loops of the investigations and of the intelligence term are compiled the same
   way. Their callers pass the arguments through :func:`c_args`, which makes the arrays
   a loop only reads C-ordered (no copy when they are) and refuses arrays it updates in
-  place that are not.
+  place that are not. The blocks of uniforms keep any strides (``strided``): a week's
+  block is a view into a block of several weeks, read where it lies rather than copied.
 - **A cache that follows the source.** numba checks a cached function only against
   its own file, not against the files of the functions it calls (the equations of
   ``mechanics.py`` are compiled into the loops of ``kernel.py``). The cache therefore

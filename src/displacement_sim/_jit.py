@@ -61,15 +61,15 @@ from pathlib import Path
 import llvmlite.binding as llvm
 import numba
 import numpy as np
-from numba import boolean, float64, int64
+from numba import boolean, float64, int64, uint64
 
 __all__ = [
-    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3",
+    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "U2",
     "bind_libm", "c_args", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting",
 ]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("_jit.py", "mechanics.py", "kernel.py", "cooperation.py")
+_SOURCES = ("_jit.py", "mechanics.py", "kernel.py", "cooperation.py", "pcg64.py")
 
 
 def _writable(path: Path) -> bool:
@@ -171,6 +171,7 @@ bind_libm()
 # array types of the loops' signatures (layout 'A': any strides)
 F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :]
 I1, I2, I3 = int64[:], int64[:, :], int64[:, :, :]
+U2 = uint64[:, :]
 B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]
 
 

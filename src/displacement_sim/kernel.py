@@ -25,7 +25,8 @@ from numba import float64, int64, njit, void
 
 from . import cooperation as co
 from . import mechanics as mx
-from ._jit import B2, CACHE, F1, F2, F3, I1, I2, c_args, c_ordered
+from . import pcg64 as pcg
+from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_network, per_row, rank
 from .streams import INIT_COLUMNS
@@ -417,6 +418,31 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
                 by_agency[n, a, 1] += seized
 
 
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _draw_row(r, states, s, jumps, mean_loads, l_max, u):
+    """The uniforms :func:`_ship_row` reads for row ``r``, drawn into ``u[0]`` from stream ``s`` of ``states``.
+
+    The stream is at the start of the week's block (``states``, ``jumps``: a
+    :class:`pcg64.SkipStreams`). For each network: the load count, the port and the
+    detection uniform of each load it ships, at their places in the network's block of
+    ``1 + 2 l_max`` (numpy's numbers, bit for bit); the rest of the block is jumped over,
+    and its places in ``u`` are left as they were (:func:`_ship_row` does not read them).
+    """
+    sh, sl, ih, il = states[s, 0], states[s, 1], states[s, 2], states[s, 3]
+    for n in range(u.shape[1]):
+        sh, sl, x = pcg.step(sh, sl, ih, il)
+        u[0, n, 0] = x
+        k = mx.poisson_from_uniform(x, mean_loads[r, n], l_max)  # the count _ship_row computes
+        for j in range(1, 1 + k):  # the ports of loads 1..k
+            sh, sl, x = pcg.step(sh, sl, ih, il)
+            u[0, n, j] = x
+        sh, sl = pcg.jump(sh, sl, ih, il, jumps, l_max - k)
+        for j in range(1 + l_max, 1 + l_max + k):  # their detection uniforms
+            sh, sl, x = pcg.step(sh, sl, ih, il)
+            u[0, n, j] = x
+        sh, sl = pcg.jump(sh, sl, ih, il, jumps, l_max - k)
+
+
 @njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True, error_model="numpy")
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
@@ -641,12 +667,20 @@ def trade(
     :func:`cooperation.gather_intel` without its shocks) from the row's seizures and loads.
     """
     n_rep, n_net, n_ports = seizures.shape
+    if isinstance(u, pcg.SkipStreams):  # drawn as read: the loop writes each row's uniforms into one scratch row
+        if u.width != 1 + 2 * l_max or u.blocks != n_net:
+            raise ValueError(f"streams of {u.blocks} blocks of {u.width} for {n_net} networks and {l_max} load slots")
+        states, jumps, n_streams = u.states, u.jumps, len(u.states)
+        u = np.empty((1, n_net, u.width))
+    else:
+        states = jumps = np.empty((0, 4), dtype=np.uint64)
+        n_streams = u.shape[0]
     _check_ship_inputs(u, l_max, port_agency, g, n_ports)
     if u_rows is None:
         u_rows = np.arange(n_rep)
     u_rows = np.asarray(u_rows, dtype=np.int64)
-    if u_rows.shape != (n_rep,) or (n_rep and not 0 <= u_rows.min() <= u_rows.max() < u.shape[0]):
-        raise ValueError(f"u_rows needs one row of the {u.shape[0]} uniform rows for each of {n_rep} rows")
+    if u_rows.shape != (n_rep,) or (n_rep and not 0 <= u_rows.min() <= u_rows.max() < n_streams):
+        raise ValueError(f"u_rows needs one row of the {n_streams} uniform rows for each of {n_rep} rows")
     if u.shape[1] != n_net or g.shape[:2] != (n_rep, n_net):
         raise ValueError(f"uniforms {u.shape[:2]} and intelligence {g.shape[:2]} for networks {(n_rep, n_net)}")
     for x in (seizures, exposure, h):
@@ -671,6 +705,8 @@ def trade(
         *_decide_inputs(p, a0, supply, lam, m, rate, seizures, exposure, h, alive, rn, rn),
         u,
         u_rows,
+        states,
+        jumps,
         per_row(i_q, n_rep, n_ports),
         per_row(t, n_rep, n_ports),
         g,
@@ -695,7 +731,8 @@ def trade(
 _TRADE_UNIFORMS = (26,)  # the uniforms' position: read where they lie in the week's block (any strides)
 _TRADE_TYPES = c_ordered((
     *_DECIDE_TYPES[:26],  # decide's inputs (a0 ... nests)
-    F3, I1, F2, F2, F3, I1, int64,  # ship: uniforms, each row's uniform row, i_q, t, g, agency columns, l_max
+    F3, I1, U2, U2,  # ship: uniforms, each row's uniform row (or stream), the streams and their jumps
+    F2, F2, F3, I1, int64,  # i_q, t, g, agency columns, l_max
     F1, F1, F1, F1, F1, F1, F2,  # news and learn: active networks, memory, omega, growth, decay, burn, c
     I2, I1,  # totals: home agency of each network, agency of each port
     F2, F2, F3, F3,  # outputs: m_eff, mean_loads, loads, caught
@@ -708,7 +745,7 @@ _TRADE_TYPES = c_ordered((
 def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
-    order, nest_of, n_nests, u, u_rows, i_q, t, g, agency, l_max,
+    order, nest_of, n_nests, u, u_rows, states, jumps, i_q, t, g, agency, l_max,
     n_active, memory, omega, growth, decay, burn, c, home, port_agency, m_eff, mean_loads, loads, caught,
     n_loads, shipped, seized, seized_kg, cross,
     case_on, t_active, alive_i, home_i, intel, pending, slot, now, week,
@@ -727,8 +764,12 @@ def _trade_rows(
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
+        ur = u_rows[r]
+        if states.shape[0]:  # drawn from the row's stream, not read from a block (pcg64.SkipStreams)
+            _draw_row(r, states, ur, jumps, mean_loads, l_max, u)
+            ur = 0
         _ship_row(
-            r, 0, u_rows[r], u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
+            r, 0, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
             by_port_agency,
         )  # fmt: skip
         _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)

@@ -30,6 +30,7 @@ import numpy as np
 from . import cooperation as co
 from . import kernel as kx
 from .params import HISTORY_WEEKS, Params, RunPlan
+from .pcg64 import SkipStreams
 from .rows import take_rows
 from .streams import Stream, generator, init_block_width, shipment_block_width
 
@@ -108,6 +109,17 @@ def _allocate(p: Params, st: VectorState, week: int, phase_start: bool) -> None:
         st.rates = kx.rates_from_extra(p, st.extras, lead)
 
 
+def distinct_streams(seed: int, keys: np.ndarray, stream: Stream) -> tuple[np.ndarray, list[np.random.Generator]]:
+    """Each row's index into the distinct streams of its keys, and their generators.
+
+    Rows with the same key (common random numbers across sweep points) have the same
+    stream: it is drawn once, and every row with that key reads it.
+    """
+    first: dict[tuple[int, int], int] = {}
+    index = np.array([first.setdefault((int(k), int(r)), len(first)) for k, r in keys], dtype=np.int64)
+    return index, [generator(seed, k, r, stream) for k, r in first]
+
+
 class _Blocks:
     """Each row's weekly uniform blocks of one stream, drawn several weeks at a time.
 
@@ -119,11 +131,7 @@ class _Blocks:
     """
 
     def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...], weeks: int):
-        # rows with the same key (common random numbers across sweep points) have the same stream:
-        # it is drawn once, and every row with that key reads it
-        first: dict[tuple[int, int], int] = {}
-        self.index = np.array([first.setdefault((int(k), int(r)), len(first)) for k, r in keys], dtype=np.int64)
-        self.gens = [generator(seed, k, r, stream) for k, r in first]
+        self.index, self.gens = distinct_streams(seed, keys, stream)
         self.identity = len(self.gens) == len(keys)  # every row has its own stream (index is 0, 1, 2, ...)
         self.shape, self.weeks = shape, weeks
         per_week = max(len(self.gens) * int(np.prod(shape)) * 8, 1)
@@ -168,7 +176,9 @@ class _Group:
         self.st = initial_state(plan, seed, keys)
         n = plan.n_slots
         n_agencies = plan.coop[0].n_agencies
-        self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, shipment_block_width(plan.l_max)), plan.weeks)
+        # the shipment blocks are read, not drawn: only the uniforms of the loads shipped (pcg64)
+        self.ship_rows, gens = distinct_streams(seed, keys, Stream.SHIPMENTS)
+        self.shipments = SkipStreams(gens, n, shipment_block_width(plan.l_max))
         self.investigations = _Blocks(
             seed, keys, Stream.INVESTIGATIONS, (n_agencies, n, len(co.INVESTIGATION_COLUMNS)), plan.weeks
         )
@@ -185,7 +195,6 @@ class _Group:
         i_q, t = p.detection_parts(st.rates)
         g = co.intel_by_agency(cp, st.coop.intel)
         g_net = np.swapaxes(g, -1, -2)  # (rows, networks, agencies + 1)
-        u_ship, u_rows = self.shipments.shared(week)  # rows on common random numbers read one block
         m_eff, mean_loads, loads, caught, totals = kx.trade(
             p,
             plan.a0,
@@ -197,19 +206,20 @@ class _Group:
             st.exposure,
             st.access,
             st.alive,
-            u_ship,
+            self.shipments,  # this week's blocks (rows on common random numbers read one stream)
             plan.l_max,
             i_q,
             t,
             g_net,
             cp.port_agency,
             st.coop.home_agency,
-            u_rows,
+            self.ship_rows,
             co.intel_inputs(cp, st.coop, week, st.alive),  # 7. intelligence, in the same pass
         )
         # after the pass, not before shipping as in the Mesa model: the loop never reads past
         # l_max load slots, and the error ends the run either way
         kx.check_load_bound(mean_loads, plan.lam_max)
+        self.shipments.advance()  # to next week's blocks
         # 7. the intelligence shocks; 8. investigations
         active = st.alive.copy()  # the networks that traded this week
         u_inv = self.investigations.week(week)

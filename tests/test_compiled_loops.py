@@ -334,6 +334,49 @@ def test_trade_equals_the_phases_one_by_one(per_row: bool) -> None:
         kx.trade(*args, *shared.values(), s["alive"], u, l_max, i_q, t, g, cp.port_agency, home, None, strided)
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), supply=st.floats(0.0, 6.0), share=st.booleans())
+def test_trade_reading_the_streams_equals_trade_on_numpys_blocks(seed: int, supply: float, share: bool) -> None:
+    """The vectorized engine's reads of the shipment streams (pcg64.SkipStreams) give the bits of whole blocks.
+
+    Whole blocks are what the Mesa engine draws with numpy; rows may share a stream
+    (common random numbers), and loads run from none to many (up to the slots' bound).
+    """
+    from displacement_sim import pcg64
+    from displacement_sim.streams import Stream, generator
+
+    cfg = load_scenario(f"{SCENARIOS}/baseline.yaml")
+    plan = build_plan(cfg, weeks=5)
+    p, cp, l_max = plan.params[0], coop_params(cfg), plan.l_max
+    rng = np.random.default_rng(seed)
+    rows, nets, width = 4, 25, 1 + 2 * l_max
+    s = _state(rng, (rows, nets), p.n_ports)
+    s["rate"][0, :3] = 8.0  # the scenario's bound on loads per week: some networks ship many loads
+    i_q, t = rng.uniform(0.0, 0.3, (rows, p.n_ports)), rng.uniform(0.0, 0.1, (rows, p.n_ports))
+    g = rng.uniform(0.0, 0.2, (rows, nets, cp.n_agencies + 1))
+    g[..., -1] = 0.0
+    home = rng.integers(-1, cp.n_agencies, (rows, nets))
+    u_rows = np.array([1, 0, 1, 0]) if share else np.arange(rows)
+    keys = [(seed, r) for r in range(u_rows.max() + 1)]
+    streams = pcg64.SkipStreams([generator(k, 0, r, Stream.SHIPMENTS) for k, r in keys], nets, width)
+    mesa_like = [generator(k, 0, r, Stream.SHIPMENTS) for k, r in keys]
+    for _week in range(2):
+        blocks = np.stack([gen.random((nets, width)) for gen in mesa_like])
+        by_block, by_stream = ({k: s[k].copy() for k in ("seizures", "exposure", "h")} for _ in range(2))
+        args = (p, plan.a0, supply, s["lam"], s["m"], s["rate"])
+        a = kx.trade(*args, *by_block.values(), s["alive"], blocks, l_max, i_q, t, g, cp.port_agency, home, u_rows)
+        b = kx.trade(*args, *by_stream.values(), s["alive"], streams, l_max, i_q, t, g, cp.port_agency, home, u_rows)
+        for x, y in zip((*a[:4], *a[4], *by_block.values()), (*b[:4], *b[4], *by_stream.values()), strict=True):
+            np.testing.assert_array_equal(x, y)
+        if supply > 1.0:
+            assert a[2][..., :-1].sum(axis=-1).max() >= 6  # many loads from one network: the jumps are short
+        streams.advance()
+    with pytest.raises(ValueError, match="streams of 25 blocks"):
+        kx.trade(*args, *by_stream.values(), s["alive"], streams, l_max + 1, i_q, t, g, cp.port_agency, home)
+    with pytest.raises(ValueError, match="u_rows"):
+        kx.trade(*args, *by_stream.values(), s["alive"], streams, l_max, i_q, t, g, cp.port_agency, home, u_rows + 2)
+
+
 def test_ship_refuses_blocks_the_loop_would_overrun(plan) -> None:
     p, l_max = plan.params[0], plan.l_max
     cp = coop_params(load_scenario(f"{SCENARIOS}/baseline.yaml"))

@@ -361,3 +361,27 @@ def test_a_common_random_numbers_batch_equals_its_points_alone() -> None:
     for cfg, res in zip(configs, batched, strict=True):
         assert_same_result(res, run_batch(cfg, 3, seed=5, point=0, bands=False))
     assert not np.array_equal(batched[0].metrics["seized_kg"], batched[1].metrics["seized_kg"])
+
+
+def test_shipment_streams_read_or_drawn_give_the_same_batch(monkeypatch) -> None:
+    """A stream's blocks read where used (pcg64) or drawn whole (many rows on one stream): the same numbers."""
+    from displacement_sim import vectorized
+
+    reads = []
+
+    class Counted(vectorized._ReadBlocks):
+        def __init__(self, *args):
+            super().__init__(*args)
+            reads.append(self)
+
+    monkeypatch.setattr(vectorized, "_ReadBlocks", Counted)
+    configs = [config(o) for o in ROW_OVERRIDES]
+    results = {}
+    for path, threshold in (("drawn", 1), ("read", 10**9)):
+        monkeypatch.setattr(vectorized, "ROWS_PER_DRAWN_STREAM", threshold)
+        reads.clear()
+        results[path] = run_points(configs, 4, seed=9, points=[0] * len(configs))  # 3 rows on each stream
+        assert bool(reads) == (path == "read")  # the path taken
+    for drawn, read in zip(results["drawn"], results["read"], strict=True):
+        assert_same_result(drawn, read)
+    assert results["read"][0].metrics["seized_kg"].sum() > 0

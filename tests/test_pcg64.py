@@ -76,6 +76,8 @@ def test_skip_streams_advance_a_week_of_blocks() -> None:
     for d, ref in enumerate(copies):
         ref.random(2 * 36)
         np.testing.assert_array_equal(streams.states[d], pcg64.state_of(ref))
+    with pytest.raises(ValueError, match="only move forward"):
+        streams.advance(-1)
 
 
 def test_a_numpy_that_disagrees_is_refused() -> None:

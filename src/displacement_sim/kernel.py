@@ -662,7 +662,8 @@ def trade(
     copies. ``u`` may also be a :class:`pcg64.SkipStreams` at the week's blocks (one
     stream per row of ``u_rows``' range): the pass then computes the uniforms each
     network uses from its stream instead of reading a drawn block, with the same numbers
-    (the vectorized engine; the caller advances the streams after the week). ``home_agency`` ``(R, N)`` is each network's home agency (-1: none), for the
+    (the vectorized engine; the caller advances the streams after the week).
+    ``home_agency`` ``(R, N)`` is each network's home agency (-1: none), for the
     week's totals. Returns ``(m_eff, mean_loads, loads, caught, totals)``: ``loads`` and
     ``caught`` are ``(R, N, P + 1)`` counts, ``totals`` what :func:`shipment_totals` returns
     for them, summed while each row is in the cache. With ``intel``, the week's

@@ -142,6 +142,8 @@ class SkipStreams:
 
     def advance(self, weeks: int = 1) -> None:
         """Move every stream on by ``weeks`` weekly draws (``blocks x width`` uniforms each)."""
+        if weeks < 0:
+            raise ValueError(f"streams only move forward: {weeks} weeks")
         for _ in range(weeks):
             _advance(self.states, self._week)
 

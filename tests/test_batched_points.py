@@ -380,7 +380,7 @@ def test_shipment_streams_read_or_drawn_give_the_same_batch(monkeypatch) -> None
     for path, threshold in (("drawn", 1), ("read", 10**9)):
         monkeypatch.setattr(vectorized, "ROWS_PER_DRAWN_STREAM", threshold)
         reads.clear()
-        results[path] = run_points(configs, 4, seed=9, points=[0] * len(configs))  # 3 rows on each stream
+        results[path] = run_points(configs, 4, seed=9, points=[0] * len(configs))  # rows share streams
         assert bool(reads) == (path == "read")  # the path taken
     for drawn, read in zip(results["drawn"], results["read"], strict=True):
         assert_same_result(drawn, read)

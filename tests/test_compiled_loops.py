@@ -352,6 +352,7 @@ def test_trade_reading_the_streams_equals_trade_on_numpys_blocks(seed: int, supp
     rows, nets, width = 4, 25, 1 + 2 * l_max
     s = _state(rng, (rows, nets), p.n_ports)
     s["rate"][0, :3] = 8.0  # the scenario's bound on loads per week: some networks ship many loads
+    s["rate"][1, 0], s["alive"][1, 0] = 1e12, True  # one fills all l_max slots (no jump), beyond any bound allowed
     i_q, t = rng.uniform(0.0, 0.3, (rows, p.n_ports)), rng.uniform(0.0, 0.1, (rows, p.n_ports))
     g = rng.uniform(0.0, 0.2, (rows, nets, cp.n_agencies + 1))
     g[..., -1] = 0.0
@@ -370,6 +371,8 @@ def test_trade_reading_the_streams_equals_trade_on_numpys_blocks(seed: int, supp
             np.testing.assert_array_equal(x, y)
         if supply > 1.0:
             assert a[2][..., :-1].sum(axis=-1).max() >= 6  # many loads from one network: the jumps are short
+        if supply > 0.01:
+            assert a[2][1, 0].sum() == l_max  # every load slot of the block used
         streams.advance()
     with pytest.raises(ValueError, match="streams of 25 blocks"):
         kx.trade(*args, *by_stream.values(), s["alive"], streams, l_max + 1, i_q, t, g, cp.port_agency, home)

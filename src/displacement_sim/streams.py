@@ -8,8 +8,8 @@ replication ``r`` of a batch is the Mesa model run for replication ``r``.
 Each stream draws a fixed-shape block of uniforms every week (or once, for the
 initial population); every random variable is computed from those uniforms by
 inverse CDF in :mod:`displacement_sim.mechanics`. (The vectorized engine reads
-the shipment stream without drawing the uniforms no load uses, :mod:`displacement_sim.pcg64`:
-the consumption, and every number, are the same.)
+the shipment stream without drawing the uniforms no load uses, :mod:`displacement_sim.pcg64`,
+unless many of its rows share each stream: the consumption, and every number, are the same.)
 """
 
 from __future__ import annotations

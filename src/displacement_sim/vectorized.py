@@ -14,7 +14,9 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
    the same per-row functions as ``kernel.decide``, ``ship``, ``milieu_news`` and
    ``learn``, which the Mesa agents call phase by phase; the pass computes the
    shipment uniforms each network uses from its stream (``pcg64.SkipStreams``: numpy's
-   numbers at their places in the week's block, without drawing the rest);
+   numbers at their places in the week's block, without drawing the rest), unless
+   ``ROWS_PER_DRAWN_STREAM`` rows or more share each stream (then each stream's blocks
+   are drawn once and read by all its rows);
 7. intelligence: gains, exchange through the delay line and decay in the same pass of
    ``kernel.trade``, right after each row ships (``cooperation._intel_row``, which the
    Mesa model reaches through ``gather_intel``); then the shocks (``cooperation.apply_shocks``);

@@ -29,7 +29,7 @@ from . import pcg64 as pcg
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_network, per_row, rank
-from .streams import INIT_COLUMNS
+from .streams import INIT_COLUMNS, shipment_block_width
 
 __all__ = [
     "Decision",
@@ -371,8 +371,10 @@ def ship(
 
 def _check_ship_inputs(u: np.ndarray, l_max: int, port_agency: np.ndarray, g: np.ndarray, n_ports: int) -> None:
     """The compiled loops read without bounds checks: check the widths they rely on."""
-    if u.shape[-1] < 1 + 2 * l_max:
-        raise ValueError(f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {1 + 2 * l_max})")
+    if u.shape[-1] < shipment_block_width(l_max):
+        raise ValueError(
+            f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {shipment_block_width(l_max)})"
+        )
     if len(port_agency) != n_ports or np.max(port_agency, initial=-1) >= g.shape[-1] - 1:
         raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
 
@@ -672,7 +674,7 @@ def trade(
     """
     n_rep, n_net, n_ports = seizures.shape
     if isinstance(u, pcg.SkipStreams):  # drawn as read: the loop writes each row's uniforms into one scratch row
-        if u.width != 1 + 2 * l_max or u.blocks != n_net:
+        if u.width != shipment_block_width(l_max) or u.blocks != n_net:
             raise ValueError(f"streams of {u.blocks} blocks of {u.width} for {n_net} networks and {l_max} load slots")
         states, jumps, n_streams = u.states, u.jumps, len(u.states)
         u = np.empty((1, n_net, u.width))

@@ -187,8 +187,9 @@ class _ReadBlocks:
     :meth:`shared` has :class:`_Blocks`' signature: the streams at ``week`` and each row's index.
     """
 
-    def __init__(self, index: np.ndarray, streams: SkipStreams):
-        self.index, self.streams, self.at = index, streams, 0
+    def __init__(self, seed: int, keys: np.ndarray, blocks: int, width: int):
+        self.index, gens = distinct_streams(seed, keys, Stream.SHIPMENTS)
+        self.streams, self.at = SkipStreams(gens, blocks, width), 0
 
     def shared(self, week: int) -> tuple[SkipStreams, np.ndarray]:
         """The streams at ``week``'s blocks (weeks come in order) and each row's index into them."""
@@ -206,9 +207,8 @@ class _Group:
         n = plan.n_slots
         n_agencies = plan.coop[0].n_agencies
         width = shipment_block_width(plan.l_max)
-        index, gens = distinct_streams(seed, keys, Stream.SHIPMENTS)
-        if len(keys) < ROWS_PER_DRAWN_STREAM * len(gens):  # read, not drawn: the uniforms of the loads shipped
-            self.shipments: _Blocks | _ReadBlocks = _ReadBlocks(index, SkipStreams(gens, n, width))
+        if len(keys) < ROWS_PER_DRAWN_STREAM * len(np.unique(keys, axis=0)):  # read: the uniforms of the loads shipped
+            self.shipments: _Blocks | _ReadBlocks = _ReadBlocks(seed, keys, n, width)
         else:  # many rows on each stream (common random numbers): each stream's blocks drawn once, read by all
             self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, width), plan.weeks)
         self.investigations = _Blocks(

@@ -3,7 +3,9 @@
 The engines feed a :class:`Recorder` one week at a time with arrays whose
 first axis is the replication. It keeps, per replication, the totals over the
 evaluation window, and per week the mean and quantiles over replications, so
-memory does not grow with the number of replications times weeks.
+memory does not grow with the number of replications times weeks. (A batch too
+large for one pass runs in groups whose recorders keep the bands' weekly series
+until the bands are computed over every replication: ``Recorder(mergeable=True)``.)
 
 All masses are kg over the evaluation window. Undefined values (a ratio with a
 zero denominator, a confidence interval of one replication) are ``None`` in
@@ -50,6 +52,12 @@ class Recorder:
         weeks: horizon; eval_from: first week of the evaluation window.
         keep_series: also keep every replication's weekly series (memory R x weeks x ports).
         bands: compute the weekly mean and quantile bands (sweeps, which need only totals, skip them).
+        mergeable: keep the series the bands are computed from (``SERIES_KEYS``) instead of
+            computing the bands week by week, so that recorders of several groups of
+            replications can be merged (:meth:`merge`) and the bands computed once over all
+            of them (:meth:`finish_bands`): exact, the numbers of one recorder fed every
+            replication. Memory: R x weeks x (P + 1) x 4 floats (about 0.13 MB per
+            replication of ``baseline.yaml``).
 
     """
 
@@ -61,6 +69,7 @@ class Recorder:
         n_ports: int,
         keep_series: bool = False,
         bands: bool = True,
+        mergeable: bool = False,
     ):
         self.replications = replications
         self.weeks = weeks
@@ -72,6 +81,9 @@ class Recorder:
         }
         self.keep_series = keep_series
         self.with_bands = bands
+        self.mergeable = mergeable
+        # the keys whose weekly series are kept: every key, or the bands' own when they are deferred
+        self.series_keys = None if keep_series else (SERIES_KEYS if mergeable and bands else ())
         self.series: dict[str, list[np.ndarray]] = {}
         self.weeks_seen = 0
 
@@ -81,10 +93,10 @@ class Recorder:
         if week >= self.eval_from:
             for k, v in rec.items():
                 self.totals[k] = np.array(v, dtype=float) if k not in self.totals else self.totals[k] + v
-        if self.with_bands:
+        if self.with_bands and not self.mergeable:
             self._add_bands(week, rec)
-        if self.keep_series:
-            for k, v in rec.items():
+        for k, v in rec.items():
+            if self.series_keys is None or k in self.series_keys:
                 self.series.setdefault(k, []).append(v.copy())
         self.weeks_seen = max(self.weeks_seen, week + 1)
 
@@ -93,29 +105,50 @@ class Recorder:
         return max(self.weeks - self.eval_from, 0)
 
     def merge(self, other: Recorder) -> Recorder:
-        """Concatenate another recorder's replications (bands are recomputed only from kept series)."""
+        """Concatenate another recorder's replications (:meth:`concatenate` of the two)."""
+        return Recorder.concatenate([self, other])
+
+    @staticmethod
+    def concatenate(parts: list[Recorder]) -> Recorder:
+        """The recorders' replications in order, as one recorder; the parts' series are moved, not kept twice.
+
+        Recorders with bands must be ``mergeable``; so is the result: call
+        :meth:`finish_bands` after the last merge.
+        """
+        first = parts[0]
+        if first.with_bands and not all(r.mergeable for r in parts):
+            raise ValueError("recorders with bands merge only when mergeable (their bands need every replication)")
         merged = Recorder(
-            self.replications + other.replications,
-            self.weeks,
-            self.eval_from,
-            self.n_ports,
-            self.keep_series and other.keep_series,
-            self.with_bands,
+            sum(r.replications for r in parts),
+            first.weeks,
+            first.eval_from,
+            first.n_ports,
+            all(r.keep_series for r in parts),
+            first.with_bands,
+            mergeable=first.mergeable,
         )
-        for k in self.totals:
-            merged.totals[k] = np.concatenate([self.totals[k], other.totals[k]])
-        if merged.keep_series:
-            merged.series = {
-                k: [np.concatenate([a, b]) for a, b in zip(self.series[k], other.series[k], strict=True)]
-                for k in self.series
-            }
-            if merged.with_bands:
-                for week in range(self.weeks):
-                    merged._add_bands(week, {k: merged.series[k][week] for k in merged.series})
-        elif merged.with_bands:
-            merged.bands = _weighted_bands(self, other)
-        merged.weeks_seen = self.weeks_seen
+        for k in first.totals:
+            merged.totals[k] = np.concatenate([r.totals[k] for r in parts])
+        for k in list(first.series):
+            if merged.series_keys is None or k in merged.series_keys:
+                weeks = [r.series.pop(k) for r in parts]  # each week's parts are released once joined
+                merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
+        merged.weeks_seen = first.weeks_seen
         return merged
+
+    def finish_bands(self) -> None:
+        """A mergeable recorder's bands, from the series of every replication it holds (then those series go).
+
+        The same numbers as a recorder fed every replication week by week: the same
+        arrays reach the same reductions. Only the series asked for (``keep_series``) stay.
+        """
+        if not (self.mergeable and self.with_bands):
+            return
+        for week in range(self.weeks_seen):
+            self._add_bands(week, {k: self.series[k][week] for k in SERIES_KEYS})
+        if not self.keep_series:
+            self.series = {}
+        self.mergeable = False
 
     def rows(self, lo: int, hi: int) -> Recorder:
         """The totals of replications ``lo:hi`` only (one sweep point of a batch of points; no bands)."""
@@ -131,12 +164,6 @@ class Recorder:
         for k in SERIES_KEYS:
             self.bands[k][week, 0] = rec[k].mean(axis=0)
             self.bands[k][week, 1:] = np.quantile(rec[k], QUANTILES, axis=0)
-
-
-def _weighted_bands(a: Recorder, b: Recorder) -> dict[str, np.ndarray]:
-    """Bands of two chunks: exact means; quantiles approximated by the replication-weighted average."""
-    wa = a.replications / (a.replications + b.replications)
-    return {k: wa * a.bands[k] + (1 - wa) * b.bands[k] for k in SERIES_KEYS}
 
 
 # --- per-replication metrics ------------------------------------------------------------------------

@@ -385,10 +385,18 @@ def _agency_columns(port_agency: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
-def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency):
-    """Step 5 for the networks of row ``r``: count, alternative and detection of each load, in load order.
+def _count_row(r, ur, u, mean_loads, l_max, counts):
+    """Each network's load count of row ``r`` (:func:`mechanics.poisson_from_uniform` of its first uniform)."""
+    for n in range(u.shape[1]):
+        counts[n] = mx.poisson_from_uniform(u[ur, n, 0], mean_loads[r, n], l_max)
 
-    ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`) and the
+
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _ship_row(r, cr, ur, u, counts, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency):
+    """Step 5 for the networks of row ``r``: alternative and detection of each load, in load order.
+
+    ``counts`` holds each network's load count (:func:`_count_row`, or :func:`_draw_row`
+    as it draws). ``cum_ship`` is read at row ``cr`` (a scratch row in :func:`_trade_rows`) and the
     uniforms at row ``ur`` of ``u`` (rows on common random numbers share one).
     ``by_agency`` ``(N, A + 1, 2)`` receives each network's loads and seizures in each
     agency's ports (column ``agency[p]`` of port ``p``; the last one: ports with no agency).
@@ -402,8 +410,7 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
         for a in range(by_agency.shape[1]):
             by_agency[n, a, 0] = 0.0
             by_agency[n, a, 1] = 0.0
-        n_loads = mx.poisson_from_uniform(u[ur, n, 0], mean_loads[r, n], l_max)
-        for k in range(n_loads):
+        for k in range(counts[n]):
             alt = mx.choose_one(u[ur, n, 1 + k], cum_ship[cr, n])
             if alt == n_ports:
                 a = -1
@@ -421,7 +428,7 @@ def _ship_row(r, cr, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
-def _draw_row(r, states, s, jumps, mean_loads, l_max, u):
+def _draw_row(r, states, s, jumps, mean_loads, l_max, u, counts):
     """The uniforms :func:`_ship_row` reads for row ``r``, drawn into ``u[0]`` from stream ``s`` of ``states``.
 
     The stream is at the start of the week's block (``states``, ``jumps``: a
@@ -429,12 +436,14 @@ def _draw_row(r, states, s, jumps, mean_loads, l_max, u):
     detection uniform of each load it ships, at their places in the network's block of
     ``1 + 2 l_max`` (numpy's numbers, bit for bit); the rest of the block is jumped over,
     and its places in ``u`` are left as they were (:func:`_ship_row` does not read them).
+    Each network's load count goes to ``counts`` (what :func:`_count_row` would compute).
     """
     sh, sl, ih, il = states[s, 0], states[s, 1], states[s, 2], states[s, 3]
     for n in range(u.shape[1]):
         sh, sl, x = pcg.step(sh, sl, ih, il)
         u[0, n, 0] = x
-        k = mx.poisson_from_uniform(x, mean_loads[r, n], l_max)  # the count _ship_row computes
+        k = mx.poisson_from_uniform(x, mean_loads[r, n], l_max)
+        counts[n] = k
         for j in range(1, 1 + k):  # the ports of loads 1..k
             sh, sl, x = pcg.step(sh, sl, ih, il)
             u[0, n, j] = x
@@ -451,8 +460,10 @@ def _ship_rows(
 ):  # fmt: skip
     """Step 5 for each (row, network) (:func:`_ship_row` for each row)."""
     by_agency = np.empty((h.shape[1], g.shape[2], 2))
+    counts = np.empty(h.shape[1], dtype=np.int64)
     for r in range(h.shape[0]):
-        _ship_row(r, r, r, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency)
+        _count_row(r, r, u, mean_loads, l_max, counts)
+        _ship_row(r, r, r, u, counts, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught, by_agency)
 
 
 def check_load_bound(mean_loads: np.ndarray, lam_max: float | np.ndarray) -> None:
@@ -766,16 +777,19 @@ def _trade_rows(
     by_agency = np.empty(cross.shape[1])
     own = np.empty(intel.shape[1])
     by_port_agency = np.empty((n_net, g.shape[2], 2))  # one row's loads and seizures in each agency's ports
+    counts = np.empty(n_net, dtype=np.int64)  # one row's load counts
     rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)
     nets = (seizures, exposure, h, lam, m, rate, u_else, alive)
     for r in range(n_rep):
         _decide_row(r, 0, rows, nets, supply, order, nest_of, work, utility, risk, probs, cum_ship, m_eff, mean_loads)
         ur = u_rows[r]
         if states.shape[0]:  # drawn from the row's stream, not read from a block (pcg64.SkipStreams)
-            _draw_row(r, states, ur, jumps, mean_loads, l_max, u)
+            _draw_row(r, states, ur, jumps, mean_loads, l_max, u, counts)
             ur = 0
+        else:
+            _count_row(r, ur, u, mean_loads, l_max, counts)
         _ship_row(
-            r, 0, ur, u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
+            r, 0, ur, u, counts, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught,
             by_port_agency,
         )  # fmt: skip
         _totals_row(r, loads, caught, m_eff, home, port_agency, by_agency, n_loads, shipped, seized, seized_kg, cross)

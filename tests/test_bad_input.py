@@ -575,6 +575,15 @@ CASES = [
         allowed="a whole number >= 0",
     ),
     Case(
+        "first_replication_negative",
+        {"bad.yaml": BASE},
+        extra=("--first-replication", "-3"),
+        names=None,
+        field="displacement-sim run --first-replication",
+        given="-3",
+        allowed="a whole number >= 0",
+    ),
+    Case(
         "engine_unknown",
         {"bad.yaml": BASE},
         extra=("--engine", "fast"),

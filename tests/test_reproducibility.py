@@ -266,6 +266,26 @@ def test_results_folder_manifest_and_summary(cfg_small, tmp_path: Path) -> None:
     assert summary == _no_nan(json.dumps(run_batch(again, 2, seed=manifest["seed"]).summary(), default=float))
 
 
+def test_cli_replays_one_replication_of_a_batch_on_mesa(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``run --engine mesa --first-replication K`` writes replication K of a vectorized batch, the same numbers."""
+    import pandas as pd
+
+    from displacement_sim.cli import main
+
+    common = ["scenarios/baseline.yaml", "--weeks", "60", "--seed", "13"]
+    assert main(["run", *common, "--replications", "3", "--out", str(tmp_path / "batch")]) == 0
+    assert main(["run", *common, "--engine", "mesa", "--first-replication", "2", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    batch = pd.read_csv(tmp_path / "batch" / "replications.csv")
+    one = pd.read_csv(tmp_path / "one" / "replications.csv")
+    assert list(one["replication"]) == [2]
+    assert json.loads((tmp_path / "one" / "manifest.json").read_text())["first_replication"] == 2
+    row = batch[batch["replication"] == 2].reset_index(drop=True)
+    assert row["shipped_kg"].iloc[0] > 0
+    pd.testing.assert_frame_equal(one, row, check_exact=False, rtol=1e-9)
+    assert not one.equals(batch[batch["replication"] == 1].reset_index(drop=True))
+
+
 def test_summary_json_has_no_nan_when_undefined(tmp_path: Path) -> None:
     """No supply: every ratio is undefined; one replication: no CI. JSON holds null, never NaN."""
     cfg = load_scenario({"name": "empty", "weeks": 12, "warmup_weeks": 2, "inputs": {"supply_index": {0: 0.0}}})

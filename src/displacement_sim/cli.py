@@ -76,31 +76,29 @@ def _overrides(items: Sequence[str] | None) -> dict[str, object]:
     return dict(parse_override(s) for s in items or [])
 
 
-def _positive(name: str) -> Callable[[str], int]:
-    """An argparse type: a whole number >= 1 (``name`` is the option, for the message)."""
+def _at_least(name: str, low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (``name`` is the option, for the message)."""
+    allowed = f"a whole number >= {low}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise _bad_value("not a whole number", text, "a whole number >= 1") from None
-        if value < 1:
-            raise _bad_value("must be at least 1", value, "a whole number >= 1")
+            raise _bad_value("not a whole number", text, allowed) from None
+        if value < low:
+            raise _bad_value("must not be negative" if low == 0 else f"must be at least {low}", value, allowed)
         return value
 
     parse.__name__ = name
     return parse
 
 
-def _seed(text: str) -> int:
-    """An argparse type: a root seed, a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise _bad_value("not a whole number", text, "a whole number >= 0") from None
-    if value < 0:
-        raise _bad_value("must not be negative", value, "a whole number >= 0")
-    return value
+def _positive(name: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1."""
+    return _at_least(name, 1)
+
+
+_seed = _at_least("--seed", 0)  # a root seed
 
 
 def check_out_dir(out: Path | None) -> None:
@@ -248,7 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     seed = cfg.seed if args.seed is None else args.seed
     engine = args.engine or ("vectorized" if args.replications > 1 else "mesa")
     with progress_bar(args.replications, f"{cfg.name} ({engine})") as bar:
-        result = run_scenario(cfg, engine, args.replications, seed=seed, progress=bar.update)
+        result = run_scenario(
+            cfg, engine, args.replications, seed=seed, first_replication=args.first_replication, progress=bar.update
+        )
     out = out or default_out_dir(cfg.name)
     write_results(result, out)
     print(summary_table(result.summary(), result.weeks - result.eval_from))
@@ -279,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replications", type=_positive("--replications"), default=1)
     p.add_argument("--weeks", type=_positive("--weeks"), default=None)
     p.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's seed)")
+    p.add_argument(
+        "--first-replication",
+        type=_at_least("--first-replication", 0),
+        default=0,
+        metavar="K",
+        help="run replications K ... K+R-1, each on its own random streams (default 0); with --engine mesa "
+        "and --replications 1, replays replication K of a batch run with the same seed",
+    )
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
     p.add_argument("--out", default=None, help="results folder (default results/<scenario>-<timestamp>-<id>)")
     p.set_defaults(func=cmd_run)

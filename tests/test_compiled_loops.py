@@ -398,10 +398,29 @@ def test_each_loop_has_one_typed_version_and_refuses_other_types() -> None:
     loops = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows, kx._running_sum]
     loops += [kx._trade_rows, co._intel_rows, co._nexus_rows, co._open_rows, co._take_first_rows, co._resolve_rows]
     loops += [co._count_cases_rows, co._intel_term_rows]
-    loops += [mx._nested_logit_rows]
-    assert all(len(f.signatures) == 1 for f in loops)
+    loops += [mx._nested_logit_rows, kx._learn_rows]
+    assert all(len(f.compile().signatures) == 1 for f in loops)
     with pytest.raises(TypeError, match="No matching definition"):
         kx._running_sum(np.zeros((1, 2, 3), dtype=np.float32), np.zeros((1, 3)))
+    assert len(kx._running_sum.signatures) == 1
+
+
+def test_loops_compile_when_first_called_and_a_batch_compiles_only_its_own(tmp_path) -> None:
+    """Importing the package compiles no loop; the vectorized engine never compiles the Mesa agents' loops."""
+    import subprocess
+    import sys
+
+    code = """
+from displacement_sim import kernel as kx, load_scenario, run_batch
+mesa_only = [kx._decide_rows, kx._ship_rows, kx._learn_rows, kx._news_rows, kx._totals_rows]
+assert not kx._trade_rows.signatures and not any(f.signatures for f in mesa_only), "compiled at import"
+run_batch(load_scenario({"name": "tiny", "weeks": 8, "warmup_weeks": 2}), 2, seed=1)
+assert len(kx._trade_rows.signatures) == 1
+assert not any(f.signatures for f in mesa_only), [f.__name__ for f in mesa_only if f.signatures]
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_cache_directory_follows_the_source_and_falls_back(tmp_path, monkeypatch) -> None:

@@ -5,6 +5,8 @@
   strided arrays alike), so the Mesa agents' single rows and the vectorized engine's
   blocks run the same machine code, and an argument of the wrong dtype or a read-only
   array is refused (``TypeError``) instead of silently compiling another version.
+  A loop is compiled for its signature (or loaded from the cache) when it is first
+  called, not at import (:func:`typed_loop`): a program compiles only the loops it uses.
 - **C order where the engine's hot loop can rely on it.** ``kernel._trade_rows`` (the
   vectorized engine's week pass) is compiled for C-ordered arrays only (:func:`c_ordered`):
   with the strides known, the compiler computes addresses without the runtime strides it
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -64,8 +67,8 @@ import numpy as np
 from numba import boolean, float64, int64, uint64
 
 __all__ = [
-    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "U2",
-    "bind_libm", "c_args", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting",
+    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "U2", "TypedLoop",
+    "bind_libm", "c_args", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting", "typed_loop",
 ]  # fmt: skip
 
 _HERE = Path(__file__).resolve().parent
@@ -173,6 +176,47 @@ F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :
 I1, I2, I3 = int64[:], int64[:, :], int64[:, :, :]
 U2 = uint64[:, :]
 B1, B2, B3 = boolean[:], boolean[:, :], boolean[:, :, :]
+
+
+class TypedLoop:
+    """A compiled loop with one signature, compiled (or loaded from the cache) when first called.
+
+    :func:`typed_loop` makes one. The first call compiles ``signature`` and then closes
+    the loop to any other (an argument of another type is refused with numba's
+    ``TypeError``), so every call runs the one machine code; a program compiles only
+    the loops it uses (the vectorized engine never compiles the loops only the Mesa
+    agents call, such as :func:`kernel._decide_rows`).
+    """
+
+    def __init__(self, py_func, signature, options: dict) -> None:
+        self.dispatcher = numba.njit(**options)(py_func)
+        self.signature = signature
+        self._call = self._first_call
+        functools.update_wrapper(self, py_func)
+
+    def compile(self) -> numba.core.registry.CPUDispatcher:
+        """Compile the signature now (or load it from the cache); returns the closed dispatcher."""
+        if not self.dispatcher.signatures:
+            self.dispatcher.compile(self.signature)
+            self.dispatcher.disable_compile()
+        return self.dispatcher
+
+    def _first_call(self, *args):
+        self._call = self.compile()
+        return self._call(*args)
+
+    @property
+    def signatures(self) -> list:
+        """The signatures compiled so far: none before the first call, then the one."""
+        return self.dispatcher.signatures
+
+    def __call__(self, *args):
+        return self._call(*args)
+
+
+def typed_loop(signature, **options):
+    """Decorator: ``numba.njit(**options)`` for one ``signature``, compiled at the first call (:class:`TypedLoop`)."""
+    return lambda py_func: TypedLoop(py_func, signature, options)
 
 
 def c_ordered(signature: tuple, strided: tuple[int, ...] = ()) -> tuple:

@@ -24,7 +24,7 @@ import numpy as np
 from numba import float64, int64, njit, void
 
 from . import mechanics as mx
-from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3, c_args, c_ordered
+from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3, c_args, c_ordered, typed_loop
 from .rows import at, per_row
 from .schema import Scenario
 
@@ -203,7 +203,7 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     return np.swapaxes(out.reshape(*lead, n_net, n_agencies + 1), -1, -2)
 
 
-@njit(void(*c_ordered((F3, F1, F1, F3))), cache=CACHE, nogil=True)
+@typed_loop(void(*c_ordered((F3, F1, F1, F3))), cache=CACHE, nogil=True)
 def _intel_term_rows(intel, gamma, tip, out):
     """:func:`intel_by_agency` per row and network: the partners' intel is the others' sum, added in code order.
 
@@ -360,7 +360,7 @@ def _agency_counts(r, seized, loads, port_agency, by_agency):
                 by_agency[n, a, 1] += seized[r, n, p]
 
 
-@njit(void(F3, F3, I1, *INTEL_TYPES), cache=CACHE, nogil=True)
+@typed_loop(void(F3, F3, I1, *INTEL_TYPES), cache=CACHE, nogil=True)
 def _intel_rows(
     seized, loads, port_agency, case_on, t_active, alive, home, intel, pending, slot, now, week,
     gain_seizure, gain_case, gain_home, share, decay, landed, memory,
@@ -438,7 +438,7 @@ def _shared_cell(landed, home, landed_min, r, n):
     return involved >= 2
 
 
-@njit(void(*c_ordered((F3, F3, I2, F1, float64, F3, B2))), cache=CACHE, nogil=True)
+@typed_loop(void(*c_ordered((F3, F3, I2, F1, float64, F3, B2))), cache=CACHE, nogil=True)
 def _nexus_rows(landed, intel, home, w, landed_min, out, shared):
     """Per (row, network): each agency's nexus (:func:`_nexus_cell`) and whether it is shared (:func:`_shared_cell`)."""
     n_rows, n_agencies, n_net = intel.shape
@@ -543,7 +543,7 @@ def _take_first_row(want, priority, free, out):
         out[best] = True
 
 
-@njit(void(B2, F2, I1, B2), cache=CACHE, nogil=True)
+@typed_loop(void(B2, F2, I1, B2), cache=CACHE, nogil=True)
 def _take_first_rows(want, priority, free, out):
     """Per row: all wanted if they fit, else the ``free`` wanted with the lowest key (the lowest slot on ties)."""
     for r in range(want.shape[0]):
@@ -560,7 +560,7 @@ _OPEN_TYPES = (
 _OPEN_UNIFORMS = (12,)  # the draws: read where they lie in the week's block (any strides)
 
 
-@njit(void(*c_ordered(_OPEN_TYPES, _OPEN_UNIFORMS)), cache=CACHE, nogil=True)
+@typed_loop(void(*c_ordered(_OPEN_TYPES, _OPEN_UNIFORMS)), cache=CACHE, nogil=True)
 def _open_rows(allowed, alive, hvt, case_on, intel, landed, home, w, landed_min, a, units, rate, u, opened, shared):
     """Per row: the networks on which agency ``a`` opens a case this week, and which of them are shared targets.
 
@@ -641,7 +641,7 @@ _RESOLVE_UNIFORMS = (7,)  # the draws: read where they lie in the week's block (
 _RESOLVE_TYPES = (B3, B3, I3, I3, F3, I2, B2, F3, int64, F1, F1, F1, F2, F2, F2, F2)
 
 
-@njit(void(*c_ordered(_RESOLVE_TYPES, _RESOLVE_UNIFORMS)), cache=CACHE, nogil=True)
+@typed_loop(void(*c_ordered(_RESOLVE_TYPES, _RESOLVE_UNIFORMS)), cache=CACHE, nogil=True)
 def _resolve_rows(
     case_on, case_joint, t_start, t_end, intel, t_dismantled, alive, u_success, week,
     uplift, penalty, weight, sigma, compromised, dismantled, joint_weeks,
@@ -825,7 +825,7 @@ def investigate(
     return ev
 
 
-@njit(void(*c_ordered((B3, B3, F1, F2, F2))), cache=CACHE, nogil=True)
+@typed_loop(void(*c_ordered((B3, B3, F1, F2, F2))), cache=CACHE, nogil=True)
 def _count_cases_rows(case_on, case_joint, duplicated, case_weeks, unit_weeks):
     """Per row, the cases open after step 8 (whole numbers, so exact in any order).
 

@@ -26,7 +26,7 @@ from numba import float64, int64, njit, void
 from . import cooperation as co
 from . import mechanics as mx
 from . import pcg64 as pcg
-from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered
+from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered, typed_loop
 from .params import AgencyParams, NetworkParams, Params
 from .rows import at, per_network, per_row, rank
 from .streams import INIT_COLUMNS, shipment_block_width
@@ -57,7 +57,7 @@ def sum_over_networks(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-@njit(void(F3, F2), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(F3, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _running_sum(x, out):
     """``out[i, k] = x[i, 0, k] + x[i, 1, k] + ...``, added left to right."""
     for i in range(x.shape[0]):
@@ -309,7 +309,7 @@ _DECIDE_TYPES = (
 )  # fmt: skip
 
 
-@njit(void(*_DECIDE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(*_DECIDE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _decide_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -454,7 +454,7 @@ def _draw_row(r, states, s, jumps, mean_loads, l_max, u, counts):
         sh, sl = pcg.jump(sh, sl, ih, il, jumps, l_max - k)
 
 
-@njit(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(F3, F2, F3, F2, F2, F3, F3, I1, F1, F1, int64, F3, F3), cache=CACHE, nogil=True, error_model="numpy")
 def _ship_rows(
     u, mean_loads, cum_ship, i_q, t, h, g, agency, kappa, e_det, l_max, loads, caught
 ):  # fmt: skip
@@ -542,7 +542,7 @@ def _learn_row(
             new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
 
 
-@njit(
+@typed_loop(
     void(F3, F3, F3, F3, F3, F2, F2, F1, F1, F1, F1, F1, F1, F2, F3, F3, F3),
     cache=CACHE,
     nogil=True,
@@ -598,7 +598,7 @@ def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
         news_e[r, j] /= n_active[r]
 
 
-@njit(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(F3, F3, F3, F1, F1, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _news_rows(own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     """Sums over networks, in slot order (a running sum, as :func:`sum_over_networks`), per active network."""
     for r in range(h.shape[0]):
@@ -758,7 +758,7 @@ _TRADE_TYPES = c_ordered((
 ), _TRADE_UNIFORMS)  # fmt: skip
 
 
-@njit(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(*_TRADE_TYPES), cache=CACHE, nogil=True, error_model="numpy")
 def _trade_rows(
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold,
     e_det, zeta, floor, seizures, exposure, h, lam, m, rate, u_else, alive, supply,
@@ -837,7 +837,7 @@ def _totals_outputs(n_rep: int, n_alt: int, n_agencies: int) -> tuple[np.ndarray
     return (*(np.empty((n_rep, n_alt)) for _ in range(4)), np.empty((n_rep, n_agencies)))
 
 
-@njit(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(F3, F3, F2, I2, I1, F2, F2, F2, F2, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _totals_rows(loads, caught, m_eff, home, port_agency, n_loads, shipped, seized, seized_kg, cross):
     """Sums over networks in slot order (:func:`_totals_row` for each row)."""
     by_agency = np.empty(cross.shape[1])

@@ -25,7 +25,7 @@ import numpy as np
 from numba import int64, njit, vectorize, void
 from scipy.special import ndtri
 
-from ._jit import CACHE, F1, F2, I1
+from ._jit import CACHE, F1, F2, I1, typed_loop
 from .rows import per_network
 
 __all__ = [
@@ -351,7 +351,7 @@ def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
     out[n_ports + 1] = top[n_nests + 1] / t
 
 
-@njit(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True, error_model="numpy")
+@typed_loop(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True, error_model="numpy")
 def _nested_logit_rows(u, coef, lam, v_else, v_hold, order, nest_of, n_nests, out):
     """Rows ``u`` (B, P) to probabilities ``out`` (B, P + 2), one :func:`nested_logit_row` each."""
     work = nested_logit_work(order, nest_of, n_nests, u.shape[1])

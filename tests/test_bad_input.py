@@ -581,7 +581,16 @@ CASES = [
         names=None,
         field="displacement-sim run --first-replication",
         given="-3",
-        allowed="a whole number >= 0",
+        allowed="a whole number from 0 to 4,611,686,018,427,387,904",
+    ),
+    Case(
+        "first_replication_too_large",
+        {"bad.yaml": BASE},
+        extra=("--first-replication", str(2**63)),
+        names=None,
+        field="displacement-sim run --first-replication",
+        given=str(2**63),
+        allowed="a whole number from 0 to 4,611,686,018,427,387,904",
     ),
     Case(
         "engine_unknown",

@@ -145,35 +145,57 @@ def test_batch_independent_of_chunking(cfg_small, monkeypatch: pytest.MonkeyPatc
         np.testing.assert_array_equal(v, chunked.bands[k], err_msg=k)
 
 
-@pytest.mark.parametrize("max_reps", [1, 2])
+@pytest.mark.parametrize("max_reps", [1, 5])
 def test_chunked_batch_has_the_bands_of_one_batch(cfg_small, monkeypatch: pytest.MonkeyPatch, max_reps) -> None:
     """A batch split by the memory limit, without kept series, has the weekly bands of one batch, bit for bit.
 
     Quantiles of groups cannot be combined into the quantiles of the whole, so the groups keep
     the bands' series and the bands are computed once over every replication; no series is returned.
+    17 replications in uneven groups (17 x 1, or 5 + 5 + 5 + 2): enough for numpy's pairwise sums.
     """
-    whole = run_batch(cfg_small, 5, seed=4)
+    whole = run_batch(cfg_small, 17, seed=4)
     plan = runner.build_plan(cfg_small)
     monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", plan.n_slots * len(plan.params[0].port_ids) * max_reps)
-    chunked = run_batch(cfg_small, 5, seed=4)
+    chunked = run_batch(cfg_small, 17, seed=4)
     assert chunked.series is None
     assert set(chunked.bands) == set(whole.bands)
     for k, v in whole.bands.items():
         assert not np.isnan(v).any(), k
         np.testing.assert_array_equal(v, chunked.bands[k], err_msg=k)
-    # the quantiles differ from the replication-weighted average of the groups' quantiles
-    halves = [run_batch(cfg_small, n, seed=4, first_replication=f) for f, n in ((0, 3), (3, 2))]
-    averaged = 0.6 * halves[0].bands["shipped_kg"][:, 1:] + 0.4 * halves[1].bands["shipped_kg"][:, 1:]
+    for k, v in whole.metrics.items():
+        np.testing.assert_array_equal(v, chunked.metrics[k], err_msg=k)
+    # the test's power: merging the groups' quantiles (the replication-weighted average used before)
+    # would not pass it
+    parts = [run_batch(cfg_small, n, seed=4, first_replication=f) for f, n in ((0, 10), (10, 7))]
+    averaged = (10 * parts[0].bands["shipped_kg"][:, 1:] + 7 * parts[1].bands["shipped_kg"][:, 1:]) / 17
     assert not np.array_equal(averaged, whole.bands["shipped_kg"][:, 1:])
 
 
-def test_recorders_with_bands_merge_only_when_mergeable() -> None:
-    """Merging recorders that computed their bands week by week would need every replication: refused."""
+def test_recorders_merge_only_as_parts_of_one_run() -> None:
+    """Bands computed week by week, a recorder merged twice or a different run: refused; merged parts are consumed."""
     from displacement_sim.metrics import Recorder
 
     a, b = Recorder(2, 3, 0, 2), Recorder(1, 3, 0, 2)
     with pytest.raises(ValueError, match="mergeable"):
         a.merge(b)
+    m1, m2 = Recorder(2, 3, 0, 2, mergeable=True), Recorder(1, 3, 0, 2, mergeable=True)
+    with pytest.raises(ValueError, match="twice"):
+        m1.merge(m1)
+    with pytest.raises(ValueError, match="weeks is"):
+        m1.merge(Recorder(1, 4, 0, 2, mergeable=True))
+    with pytest.raises(ValueError, match="with_bands is"):
+        Recorder.concatenate([Recorder(1, 3, 0, 2, bands=False), Recorder(1, 3, 0, 2, mergeable=True)])
+    rec = {"shipped_kg": np.ones((1, 3)), "seized_kg": np.ones((1, 3)), "inspection_rate": np.ones((1, 2))}
+    for week in range(3):
+        m1.add(week, {k: np.repeat(v, 2, axis=0) for k, v in rec.items()})
+        m2.add(week, rec)
+    merged = m1.merge(m2)
+    assert merged.replications == 3 and len(merged.series["shipped_kg"]) == 3
+    merged.finish_bands()
+    np.testing.assert_array_equal(merged.bands["delivered_kg"][:, 0], 0.0)
+    assert merged.series == {}
+    with pytest.raises(ValueError, match="merged into another"):
+        m1.finish_bands()
 
 
 # --- Mesa conventions ----------------------------------------------------------------------------------------
@@ -282,7 +304,11 @@ def test_cli_replays_one_replication_of_a_batch_on_mesa(tmp_path: Path, capsys: 
     assert json.loads((tmp_path / "one" / "manifest.json").read_text())["first_replication"] == 2
     row = batch[batch["replication"] == 2].reset_index(drop=True)
     assert row["shipped_kg"].iloc[0] > 0
-    pd.testing.assert_frame_equal(one, row, check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(one, row, check_exact=True)
+    ports = {k: pd.read_csv(tmp_path / k / "ports.csv") for k in ("batch", "one")}
+    pd.testing.assert_frame_equal(
+        ports["one"], ports["batch"][ports["batch"]["replication"] == 2].reset_index(drop=True), check_exact=True
+    )
     assert not one.equals(batch[batch["replication"] == 1].reset_index(drop=True))
 
 

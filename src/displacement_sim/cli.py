@@ -76,9 +76,9 @@ def _overrides(items: Sequence[str] | None) -> dict[str, object]:
     return dict(parse_override(s) for s in items or [])
 
 
-def _at_least(name: str, low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``low`` (``name`` is the option, for the message)."""
-    allowed = f"a whole number >= {low}"
+def _at_least(name: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (and <= ``high``); ``name`` is the option, for the message."""
+    allowed = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high:,}"
 
     def parse(text: str) -> int:
         try:
@@ -87,6 +87,8 @@ def _at_least(name: str, low: int) -> Callable[[str], int]:
             raise _bad_value("not a whole number", text, allowed) from None
         if value < low:
             raise _bad_value("must not be negative" if low == 0 else f"must be at least {low}", value, allowed)
+        if high is not None and value > high:
+            raise _bad_value("too large", value, allowed)
         return value
 
     parse.__name__ = name
@@ -281,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's seed)")
     p.add_argument(
         "--first-replication",
-        type=_at_least("--first-replication", 0),
+        type=_at_least("--first-replication", 0, 2**62),  # stream keys are below 2**63
         default=0,
         metavar="K",
         help="run replications K ... K+R-1, each on its own random streams (default 0); with --engine mesa "

@@ -86,6 +86,7 @@ class Recorder:
         self.series_keys = None if keep_series else (SERIES_KEYS if mergeable and bands else ())
         self.series: dict[str, list[np.ndarray]] = {}
         self.weeks_seen = 0
+        self.consumed = False  # merged into another recorder (Recorder.concatenate)
 
     def add(self, week: int, rec: dict[str, np.ndarray]) -> None:
         rec = dict(rec)
@@ -105,43 +106,59 @@ class Recorder:
         return max(self.weeks - self.eval_from, 0)
 
     def merge(self, other: Recorder) -> Recorder:
-        """Concatenate another recorder's replications (:meth:`concatenate` of the two)."""
+        """Concatenate another recorder's replications (:meth:`concatenate` of the two; both are consumed)."""
         return Recorder.concatenate([self, other])
 
     @staticmethod
     def concatenate(parts: list[Recorder]) -> Recorder:
-        """The recorders' replications in order, as one recorder; the parts' series are moved, not kept twice.
+        """The recorders' replications in order, as one recorder; the parts are consumed.
 
-        Recorders with bands must be ``mergeable``; so is the result: call
-        :meth:`finish_bands` after the last merge.
+        The parts' weekly series are moved into the result week by week (never held
+        twice), so the parts are left empty and refuse further use. They must be
+        distinct recorders of the same run (horizon, evaluation window, ports, weeks
+        fed, series and bands settings); recorders with bands must be ``mergeable``,
+        and so is the result: its bands are computed by :meth:`finish_bands`
+        (``BatchResult.from_recorder`` calls it).
         """
         first = parts[0]
-        if first.with_bands and not all(r.mergeable for r in parts):
+        for r in parts:
+            r._check_usable()
+        if len({id(r) for r in parts}) != len(parts):
+            raise ValueError("a recorder appears twice among those merged")
+        setting = ("weeks", "eval_from", "n_ports", "weeks_seen", "keep_series", "with_bands", "mergeable")
+        for name in setting:
+            values = {getattr(r, name) for r in parts}
+            if len(values) > 1:
+                raise ValueError(f"recorders of different runs cannot be merged: {name} is {sorted(values)}")
+        if first.with_bands and not first.mergeable:
             raise ValueError("recorders with bands merge only when mergeable (their bands need every replication)")
         merged = Recorder(
             sum(r.replications for r in parts),
             first.weeks,
             first.eval_from,
             first.n_ports,
-            all(r.keep_series for r in parts),
+            first.keep_series,
             first.with_bands,
             mergeable=first.mergeable,
         )
         for k in first.totals:
             merged.totals[k] = np.concatenate([r.totals[k] for r in parts])
         for k in list(first.series):
-            if merged.series_keys is None or k in merged.series_keys:
-                weeks = [r.series.pop(k) for r in parts]  # each week's parts are released once joined
-                merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
+            weeks = [r.series.pop(k) for r in parts]  # each week's parts are released once joined
+            merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
         merged.weeks_seen = first.weeks_seen
+        for r in parts:
+            r.totals, r.series, r.consumed = {}, {}, True
         return merged
 
     def finish_bands(self) -> None:
         """A mergeable recorder's bands, from the series of every replication it holds (then those series go).
 
         The same numbers as a recorder fed every replication week by week: the same
-        arrays reach the same reductions. Only the series asked for (``keep_series``) stay.
+        arrays reach the same reductions. Only the series asked for (``keep_series``)
+        stay. Does nothing for a recorder whose bands are done (or that has none).
         """
+        self._check_usable()
         if not (self.mergeable and self.with_bands):
             return
         for week in range(self.weeks_seen):
@@ -150,8 +167,13 @@ class Recorder:
             self.series = {}
         self.mergeable = False
 
+    def _check_usable(self) -> None:
+        if self.consumed:
+            raise ValueError("this recorder was merged into another (Recorder.concatenate): use the merged one")
+
     def rows(self, lo: int, hi: int) -> Recorder:
         """The totals of replications ``lo:hi`` only (one sweep point of a batch of points; no bands)."""
+        self._check_usable()
         part = Recorder(hi - lo, self.weeks, self.eval_from, self.n_ports, self.keep_series, bands=False)
         part.totals = {k: v[lo:hi] for k, v in self.totals.items()}
         if self.keep_series:

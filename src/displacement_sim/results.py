@@ -68,6 +68,7 @@ class BatchResult:
         replications: np.ndarray,
         wall_seconds: float,
     ) -> BatchResult:
+        rec.finish_bands()  # a merged recorder's bands (runner.run_batch's groups)
         weeks_eval = max(rec.eval_weeks, 1)
         series = {k: np.stack(v, axis=1) for k, v in rec.series.items()} if rec.keep_series else None
         return cls(

@@ -20,7 +20,9 @@ __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 
 # Rows (replications, or points x replications) run in lockstep while their state stays under this many
 # cells (N x P x rows); a larger batch is split. The baseline's 1,000 replications (1.2 M cells) are one
-# batch and peak at 0.58 GiB resident (docs/performance.md), so a full batch stays under about 1 GiB.
+# batch and peak at 0.47 GiB resident (docs/performance.md), so a full batch's state stays under about
+# 1 GiB. A split batch with bands also keeps the bands' weekly series until they are computed over every
+# replication: about 0.13 MB per replication of the baseline (1.3 GB for 10,000).
 MAX_CELLS_PER_BATCH = 2_000_000
 
 
@@ -74,8 +76,7 @@ def run_batch(
         vectorized.simulate(plan, seed, chunk, parts[-1], point=point)
         if progress:
             progress(len(chunk))
-    recorder = parts[0] if len(parts) == 1 else Recorder.concatenate(parts)
-    recorder.finish_bands()
+    recorder = parts[0] if len(parts) == 1 else Recorder.concatenate(parts)  # its bands: from_recorder
     return BatchResult.from_recorder(
         config,
         recorder,

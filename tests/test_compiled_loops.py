@@ -484,10 +484,12 @@ def test_compiled_code_calls_glibcs_current_exp_with_the_same_bits() -> None:
 
     from displacement_sim import _jit
 
-    current = _jit.libm_version("exp", b"GLIBC_2.29")
+    current, bound = _jit.libm_version("exp", b"GLIBC_2.29"), dict(_jit.LIBM_BOUND)
     if current is None:
+        assert bound == {}
         pytest.skip("not glibc 2.29 or later: numba's own binding is kept")
     assert _jit.LIBM_FUNCTIONS == ("exp",)
+    assert bound == {"exp": current}
     assert llvm.address_of_symbol("exp") == current != _helperlib.c_helpers["exp"]
     rng = np.random.default_rng(3)
     edges = [0.0, -0.0, 1.0, -1.0, 709.78, 709.79, -708.4, -745.13, -745.14, 1e-310, -1e-310, 1e308, -1e308]

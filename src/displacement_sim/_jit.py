@@ -67,7 +67,7 @@ import numpy as np
 from numba import boolean, float64, int64, uint64
 
 __all__ = [
-    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "U2", "TypedLoop",
+    "B1", "B2", "B3", "CACHE", "F1", "F2", "F3", "F4", "I1", "I2", "I3", "LIBM_BOUND", "U2", "TypedLoop",
     "bind_libm", "c_args", "c_ordered", "cache_dir", "remove_stale_caches", "restore_cache_setting", "typed_loop",
 ]  # fmt: skip
 
@@ -169,7 +169,7 @@ def bind_libm() -> dict[str, int]:
     return bound
 
 
-bind_libm()
+LIBM_BOUND = bind_libm()  # the functions bound here and their addresses (empty: numba's bindings kept)
 
 # array types of the loops' signatures (layout 'A': any strides)
 F1, F2, F3, F4 = float64[:], float64[:, :], float64[:, :, :], float64[:, :, :, :]

@@ -22,7 +22,7 @@ __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 # cells (N x P x rows); a larger batch is split. The baseline's 1,000 replications (1.2 M cells) are one
 # batch and peak at 0.47 GiB resident (docs/performance.md), so a full batch's state stays under about
 # 1 GiB. A split batch with bands also keeps the bands' weekly series until they are computed over every
-# replication: about 0.13 MB per replication of the baseline (1.3 GB for 10,000).
+# replication: about 0.1 MB per replication of the baseline (1 GB for 10,000).
 MAX_CELLS_PER_BATCH = 2_000_000
 
 
@@ -57,7 +57,7 @@ def run_batch(
     ``bands=False`` skips the weekly quantile bands (totals and metrics are unchanged).
     Large batches (more than ``MAX_CELLS_PER_BATCH`` cells) are split into groups that
     run one after the other; the weekly bands are then computed once over every
-    replication, from the series the groups keep (about 0.13 MB per replication of
+    replication, from the series the groups keep (about 0.1 MB per replication of
     ``baseline.yaml``), so they are the numbers of one batch.
     """
     start = time.perf_counter()

@@ -371,10 +371,9 @@ def ship(
 
 def _check_ship_inputs(u: np.ndarray, l_max: int, port_agency: np.ndarray, g: np.ndarray, n_ports: int) -> None:
     """The compiled loops read without bounds checks: check the widths they rely on."""
-    if u.shape[-1] < shipment_block_width(l_max):
-        raise ValueError(
-            f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {shipment_block_width(l_max)})"
-        )
+    width = shipment_block_width(l_max)
+    if u.shape[-1] < width:
+        raise ValueError(f"uniform block of width {u.shape[-1]} for {l_max} load slots (needs {width})")
     if len(port_agency) != n_ports or np.max(port_agency, initial=-1) >= g.shape[-1] - 1:
         raise ValueError("port_agency needs one agency per port, below the last (zero) column of g")
 

@@ -45,6 +45,11 @@ class PortInfo:
     agencies: tuple[str, ...] = ()
 
 
+def _with_delivered(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A week's record with ``delivered_kg = shipped_kg - seized_kg`` (one subtraction, wherever it is needed)."""
+    return {**rec, "delivered_kg": rec["shipped_kg"] - rec["seized_kg"]}
+
+
 class Recorder:
     """Accumulates a run's weekly records: window totals per replication, weekly quantile bands.
 
@@ -53,10 +58,11 @@ class Recorder:
         weeks: horizon; eval_from: first week of the evaluation window.
         keep_series: also keep every replication's weekly series (memory R x weeks x ports).
         bands: compute the weekly mean and quantile bands (sweeps, which need only totals, skip them).
-        mergeable: keep the series the bands are computed from (``SERIES_KEYS``) instead of
-            computing the bands week by week, so that recorders of several groups of
-            replications can be merged (:meth:`merge`) and the bands computed once over all
-            of them (:meth:`finish_bands`): exact, the numbers of one recorder fed every
+        mergeable: keep the series the bands are computed from (delivered kg is shipped less
+            seized, recomputed the same way) instead of computing the bands week by
+            week, so that recorders of several groups of replications can be merged
+            (:meth:`merge`) and the bands computed once over all of them
+            (:meth:`finish_bands`): exact, the numbers of one recorder fed every
             replication. Memory: R x weeks x (3 P + 2) floats (shipped and seized kg per
             alternative, inspection rate per port; about 0.1 MB per replication of
             ``baseline.yaml``).
@@ -91,8 +97,7 @@ class Recorder:
         self.consumed = False  # merged into another recorder (Recorder.concatenate)
 
     def add(self, week: int, rec: dict[str, np.ndarray]) -> None:
-        rec = dict(rec)
-        rec["delivered_kg"] = rec["shipped_kg"] - rec["seized_kg"]
+        rec = _with_delivered(rec)
         if week >= self.eval_from:
             for k, v in rec.items():
                 self.totals[k] = np.array(v, dtype=float) if k not in self.totals else self.totals[k] + v
@@ -164,9 +169,7 @@ class Recorder:
         if not (self.mergeable and self.with_bands):
             return
         for week in range(self.weeks_seen):
-            rec = {k: self.series[k][week] for k in _KEPT_FOR_BANDS}
-            rec["delivered_kg"] = rec["shipped_kg"] - rec["seized_kg"]  # as add() computes it: the same bits
-            self._add_bands(week, rec)
+            self._add_bands(week, _with_delivered({k: self.series[k][week] for k in _KEPT_FOR_BANDS}))
         if not self.keep_series:
             self.series = {}
         self.mergeable = False

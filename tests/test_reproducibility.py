@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import tempfile
 from pathlib import Path
 
 import mesa
@@ -348,3 +349,76 @@ def test_common_random_numbers_hold_across_scenarios_with_different_load_bounds(
     assert not np.array_equal(a.series["shipped_kg"][:, 60:], b.series["shipped_kg"][:, 60:])
     with pytest.raises(ValueError, match="load slots"):
         run_batch(policy, 1, seed=3, l_max=widths[0])
+
+
+def test_spilled_series_give_the_bands_of_memory_and_leave_no_file(tmp_path) -> None:
+    """Recorders spilling the bands' series to files: nothing kept in memory, the same bands, files removed."""
+    from displacement_sim.metrics import Recorder
+
+    rng = np.random.default_rng(3)
+    weeks, sizes = 6, (4, 3, 5)
+    feeds = [
+        [
+            {
+                "shipped_kg": rng.gamma(2.0, 9.0, (n, 4)),
+                "seized_kg": rng.gamma(1.0, 2.0, (n, 4)),
+                "inspection_rate": rng.random((n, 3)),
+            }
+            for _ in range(weeks)
+        ]
+        for n in sizes
+    ]
+    one = Recorder(sum(sizes), weeks, 2, 3)  # every replication, bands week by week
+    for week in range(weeks):
+        one.add(week, {k: np.concatenate([f[week][k] for f in feeds]) for k in feeds[0][0]})
+    parts = [Recorder(n, weeks, 2, 3, mergeable=True, spill_dir=tmp_path) for n in sizes]
+    for part, feed in zip(parts, feeds, strict=True):
+        for week in range(weeks):
+            part.add(week, feed[week])
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 3 * len(sizes)  # shipped, seized kg and inspection rate of each part
+    assert sum(f.stat().st_size for f in files) == 8 * weeks * sum(n * (4 + 4 + 3) for n in sizes)
+    assert all(not isinstance(v, list) for p in parts for v in p.series.values())  # nothing in memory
+    merged = Recorder.concatenate(parts)
+    merged.finish_bands()
+    for k, v in one.bands.items():
+        assert not np.isnan(v).any(), k
+        np.testing.assert_array_equal(v, merged.bands[k], err_msg=k)
+    np.testing.assert_array_equal(one.totals["shipped_kg"], merged.totals["shipped_kg"])
+    assert list(tmp_path.iterdir()) == [] and merged.series == {}
+
+
+def test_split_batch_spills_to_a_temporary_directory_it_removes(cfg_small, monkeypatch, tmp_path) -> None:
+    """run_batch's groups write the bands' series in a temporary directory, removed when the run ends or fails."""
+    from displacement_sim import metrics, vectorized
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    written: list[Path] = []
+    append = metrics._SpilledWeeks.append
+
+    def recording_append(self, week: np.ndarray) -> None:
+        written.append(self.path)
+        append(self, week)
+
+    monkeypatch.setattr(metrics._SpilledWeeks, "append", recording_append)
+    plan = runner.build_plan(cfg_small)
+    monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", plan.n_slots * len(plan.params[0].port_ids) * 2)
+    run_batch(cfg_small, 5, seed=4)
+    assert len(written) == 3 * plan.weeks * 3  # three groups, three series, every week
+    assert {p.parent.parent for p in written} == {tmp_path}
+    assert all(p.parent.name.startswith("displacement-sim-bands-") for p in written)
+    assert list(tmp_path.iterdir()) == []
+    written.clear()
+    run_batch(cfg_small, 2, seed=4)  # one group: bands week by week, nothing written
+    assert written == [] and list(tmp_path.iterdir()) == []
+    simulate = vectorized.simulate
+
+    def second_group_fails(plan, seed, chunk, recorder, point=0):
+        if chunk[0] > 0:
+            raise RuntimeError("stopped")
+        return simulate(plan, seed, chunk, recorder, point=point)
+
+    monkeypatch.setattr(vectorized, "simulate", second_group_fails)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_batch(cfg_small, 5, seed=4)
+    assert written and list(tmp_path.iterdir()) == []

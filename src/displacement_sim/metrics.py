@@ -4,8 +4,9 @@ The engines feed a :class:`Recorder` one week at a time with arrays whose
 first axis is the replication. It keeps, per replication, the totals over the
 evaluation window, and per week the mean and quantiles over replications, so
 memory does not grow with the number of replications times weeks. (A batch too
-large for one pass runs in groups whose recorders keep the bands' weekly series
-until the bands are computed over every replication: ``Recorder(mergeable=True)``.)
+large for one pass runs in groups whose recorders keep the bands' weekly series,
+in a temporary file, until the bands are computed over every replication:
+``Recorder(mergeable=True, spill_dir=...)``.)
 
 All masses are kg over the evaluation window. Undefined values (a ratio with a
 zero denominator, a confidence interval of one replication) are ``None`` in
@@ -15,7 +16,9 @@ the summaries, never NaN.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to import)
@@ -50,6 +53,62 @@ def _with_delivered(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**rec, "delivered_kg": rec["shipped_kg"] - rec["seized_kg"]}
 
 
+class _SpilledWeeks:
+    """A weekly series written to a file as it comes, one week after the other, read back a week at a time.
+
+    Each week's array has the same shape; ``weeks[w]`` reads week ``w`` from the file
+    (the same float64 bits that were written), so only one week is in memory at a time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shape: tuple[int, ...] | None = None
+        self.n_weeks = 0
+        path.write_bytes(b"")
+
+    def append(self, week: np.ndarray) -> None:
+        week = np.ascontiguousarray(week, dtype=np.float64)
+        if self.shape is None:
+            self.shape = week.shape
+        elif week.shape != self.shape:
+            raise ValueError(f"a week of shape {week.shape} among weeks of shape {self.shape}")
+        with open(self.path, "ab") as f:  # no file left open between weeks
+            f.write(week.tobytes())
+        self.n_weeks += 1
+
+    def __len__(self) -> int:
+        return self.n_weeks
+
+    def __getitem__(self, w: int) -> np.ndarray:
+        if not 0 <= w < self.n_weeks:
+            raise IndexError(f"week {w} of {self.n_weeks} spilled weeks")
+        n = math.prod(self.shape)
+        return np.fromfile(self.path, dtype=np.float64, count=n, offset=8 * n * w).reshape(self.shape)
+
+    def discard(self) -> None:
+        """Remove the file (the weeks can no longer be read)."""
+        self.path.unlink(missing_ok=True)
+        self.n_weeks = 0
+
+
+class _JoinedWeeks:
+    """The weekly series of several groups of replications, joined (along replications) when a week is read."""
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, w: int) -> np.ndarray:
+        return np.concatenate([part[w] for part in self.parts])
+
+    def discard(self) -> None:
+        for part in self.parts:
+            if isinstance(part, _SpilledWeeks):
+                part.discard()
+
+
 class Recorder:
     """Accumulates a run's weekly records: window totals per replication, weekly quantile bands.
 
@@ -66,6 +125,10 @@ class Recorder:
             replication. Memory: R x weeks x (3 P + 2) floats (shipped and seized kg per
             alternative, inspection rate per port; about 0.1 MB per replication of
             ``baseline.yaml``).
+        spill_dir: with ``mergeable`` (and bands, without ``keep_series``): write those
+            series to files in this directory, week by week, instead of keeping them in
+            memory; :meth:`finish_bands` reads them back a week at a time, so memory does
+            not grow with the replications (the caller removes the directory).
 
     """
 
@@ -78,6 +141,7 @@ class Recorder:
         keep_series: bool = False,
         bands: bool = True,
         mergeable: bool = False,
+        spill_dir: str | Path | None = None,
     ):
         self.replications = replications
         self.weeks = weeks
@@ -93,6 +157,9 @@ class Recorder:
         # the keys whose weekly series are kept: every key, or the bands' own when they are deferred
         self.series_keys = None if keep_series else (_KEPT_FOR_BANDS if mergeable and bands else ())
         self.series: dict[str, list[np.ndarray]] = {}
+        if spill_dir is not None and self.series_keys == _KEPT_FOR_BANDS:  # the bands' own series: to files
+            tag = uuid.uuid4().hex
+            self.series = {k: _SpilledWeeks(Path(spill_dir) / f"{tag}-{k}.f8") for k in _KEPT_FOR_BANDS}
         self.weeks_seen = 0
         self.consumed = False  # merged into another recorder (Recorder.concatenate)
 
@@ -151,8 +218,11 @@ class Recorder:
         for k in first.totals:
             merged.totals[k] = np.concatenate([r.totals[k] for r in parts])
         for k in list(first.series):
-            weeks = [r.series.pop(k) for r in parts]  # each week's parts are released once joined
-            merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
+            weeks = [r.series.pop(k) for r in parts]
+            if first.keep_series:  # moved week by week: each week's parts are released once joined
+                merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
+            else:  # only the bands read them, a week at a time (from memory or from the spill files)
+                merged.series[k] = _JoinedWeeks(weeks)
         merged.weeks_seen = first.weeks_seen
         for r in parts:
             r.totals, r.series, r.consumed = {}, {}, True
@@ -171,6 +241,9 @@ class Recorder:
         for week in range(self.weeks_seen):
             self._add_bands(week, _with_delivered({k: self.series[k][week] for k in _KEPT_FOR_BANDS}))
         if not self.keep_series:
+            for weeks in self.series.values():
+                if isinstance(weeks, _SpilledWeeks | _JoinedWeeks):
+                    weeks.discard()  # the spill files go as soon as the bands are done
             self.series = {}
         self.mergeable = False
 

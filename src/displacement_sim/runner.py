@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,7 +24,8 @@ __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 # cells (N x P x rows); a larger batch is split. The baseline's 1,000 replications (1.2 M cells) are one
 # batch and peak at 0.47 GiB resident (docs/performance.md), so a full batch's state stays under about
 # 1 GiB. A split batch with bands also keeps the bands' weekly series until they are computed over every
-# replication: about 0.1 MB per replication of the baseline (1 GB for 10,000).
+# replication: in a temporary file (about 0.1 MB per replication of the baseline, 1 GB for 10,000), read
+# back a week at a time, so memory does not grow with the replications.
 MAX_CELLS_PER_BATCH = 2_000_000
 
 
@@ -57,8 +60,10 @@ def run_batch(
     ``bands=False`` skips the weekly quantile bands (totals and metrics are unchanged).
     Large batches (more than ``MAX_CELLS_PER_BATCH`` cells) are split into groups that
     run one after the other; the weekly bands are then computed once over every
-    replication, from the series the groups keep (about 0.1 MB per replication of
-    ``baseline.yaml``), so they are the numbers of one batch.
+    replication, from the series the groups write to a temporary directory (about
+    0.1 MB per replication of ``baseline.yaml``, in ``tempfile.gettempdir()``; removed
+    when the run ends), so they are the numbers of one batch and memory does not grow
+    with the replications.
     """
     start = time.perf_counter()
     seed = int(config.seed if seed is None else seed)
@@ -68,24 +73,27 @@ def run_batch(
     first = int(first_replication)
     reps = np.arange(first, first + int(replications))
     split = len(reps) > group  # the groups' bands are computed once, over every replication (exact)
-    parts: list[Recorder] = []
-    for lo in range(0, len(reps), group):
-        chunk = reps[lo : lo + group]
-        n_ports = len(plan.params[0].port_ids)
-        parts.append(Recorder(len(chunk), plan.weeks, _eval_from(plan, eval_from), n_ports, keep_series, bands, split))
-        vectorized.simulate(plan, seed, chunk, parts[-1], point=point)
-        if progress:
-            progress(len(chunk))
-    recorder = parts[0] if len(parts) == 1 else Recorder.concatenate(parts)  # its bands: from_recorder
-    return BatchResult.from_recorder(
-        config,
-        recorder,
-        _port_info(plan),
-        engine="vectorized",
-        seed=seed,
-        replications=reps,
-        wall_seconds=time.perf_counter() - start,
-    )
+    n_ports = len(plan.params[0].port_ids)
+    with tempfile.TemporaryDirectory(prefix="displacement-sim-bands-") if split else contextlib.nullcontext() as spill:
+        parts: list[Recorder] = []
+        for lo in range(0, len(reps), group):
+            chunk = reps[lo : lo + group]
+            parts.append(
+                Recorder(len(chunk), plan.weeks, _eval_from(plan, eval_from), n_ports, keep_series, bands, split, spill)
+            )
+            vectorized.simulate(plan, seed, chunk, parts[-1], point=point)
+            if progress:
+                progress(len(chunk))
+        recorder = parts[0] if len(parts) == 1 else Recorder.concatenate(parts)
+        return BatchResult.from_recorder(  # computes a split batch's bands, reading the spill files
+            config,
+            recorder,
+            _port_info(plan),
+            engine="vectorized",
+            seed=seed,
+            replications=reps,
+            wall_seconds=time.perf_counter() - start,
+        )
 
 
 def run_points(

@@ -140,6 +140,10 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
     mode, replications, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     cfg = load_scenario(path)
+    if len(sys.argv) > 4:  # split the batch into groups of this many replications (the memory limit)
+        from displacement_sim import runner
+        plan = runner.build_plan(cfg)
+        runner.MAX_CELLS_PER_BATCH = int(sys.argv[4]) * plan.n_slots * len(plan.params[0].port_ids)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hwm_before = vm_hwm_kib()
     if mode == "tracemalloc":
@@ -165,9 +169,10 @@ _MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_memory_probe(mode: str, replications: int) -> dict:
+def _run_memory_probe(mode: str, replications: int, group: int | None = None) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _MEMORY_SCRIPT, mode, str(replications), str(BASELINE)],
+        [sys.executable, "-c", _MEMORY_SCRIPT, mode, str(replications), str(BASELINE)]
+        + ([str(group)] if group else []),
         capture_output=True,
         text=True,
         check=True,
@@ -230,6 +235,31 @@ def test_peak_memory_large_batch(benchmark, geometry, figures, mode):
     else:
         benchmark.extra_info["tracemalloc_peak_gib"] = probe["tracemalloc_peak_bytes"] / GIB
         figures[f"R={LARGE_R} tracemalloc peak"] = f"{probe['tracemalloc_peak_bytes'] / GIB:.3f} GiB"
+
+
+SPLIT_GROUP = 250  # replications per group in the split-batch memory cases
+
+
+@pytest.mark.parametrize("replications", [1000, 2000])
+def test_peak_memory_split_batch(benchmark, geometry, figures, replications):
+    """Peak memory of a batch split into groups of 250 replications by the memory limit, in a fresh process.
+
+    The groups run one after the other and write the bands' weekly series to a temporary
+    file, so the peak should not grow with the replications: compare the two cases
+    (``VmHWM``, as in :func:`test_peak_memory_large_batch`). A batch is split when its state
+    would pass ``MAX_CELLS_PER_BATCH`` cells (about 1,660 replications of the baseline);
+    the limit is lowered here so the cases stay short.
+    """
+    probe = benchmark.pedantic(_run_memory_probe, args=("rss", replications, SPLIT_GROUP), rounds=1, iterations=1)
+    assert probe["replications"] == replications
+    benchmark.extra_info.update(probe)
+    hwm = probe["vm_hwm_kib"]
+    if hwm is not None:
+        benchmark.extra_info["peak_rss_gib"] = hwm / 1024**2
+        figures[f"R={replications} in groups of {SPLIT_GROUP}: peak RSS (VmHWM)"] = (
+            f"{hwm / 1024**2:.3f} GiB (before the run: {probe['vm_hwm_kib_before_run'] / 1024**2:.3f} GiB); "
+            f"{probe['seconds']:.1f} s"
+        )
 
 
 # --- timings: Mesa first, so the vectorized cases can quote the speed-up ------------------------------

@@ -18,6 +18,8 @@ from pathlib import Path
 import mesa
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import displacement_sim
 from displacement_sim import DisplacementModel, load_scenario, run_batch, runner
@@ -422,3 +424,38 @@ def test_split_batch_spills_to_a_temporary_directory_it_removes(cfg_small, monke
     with pytest.raises(RuntimeError, match="stopped"):
         run_batch(cfg_small, 5, seed=4)
     assert written and list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    replications=st.integers(1, 60),
+    seed=st.integers(0, 2**32 - 1),
+    ties=st.booleans(),
+)
+def test_bands_are_each_series_own_mean_and_quantiles(replications: int, seed: int, ties: bool) -> None:
+    """The recorder's weekly bands: each series' mean and ``np.quantile``, bit for bit (one call for all series)."""
+    from displacement_sim.metrics import QUANTILES, SERIES_KEYS, Recorder
+
+    rng = np.random.default_rng(seed)
+    n_ports, weeks = 5, 3
+    rec = Recorder(replications, weeks, 0, n_ports)
+    feed = []
+    for week in range(weeks):
+        shipped = (
+            rng.integers(0, 4, (replications, n_ports + 1)) * 700.0
+            if ties
+            else rng.gamma(0.7, 900.0, (replications, n_ports + 1))
+        )
+        week_rec = {
+            "shipped_kg": shipped,
+            "seized_kg": shipped * rng.random(shipped.shape).round(1 if ties else 9),
+            "inspection_rate": rng.random((replications, n_ports)),
+        }
+        rec.add(week, week_rec)
+        feed.append({**week_rec, "delivered_kg": week_rec["shipped_kg"] - week_rec["seized_kg"]})
+    for k in SERIES_KEYS:
+        for week in range(weeks):
+            np.testing.assert_array_equal(rec.bands[k][week, 0], feed[week][k].mean(axis=0), err_msg=k)
+            np.testing.assert_array_equal(
+                rec.bands[k][week, 1:], np.quantile(feed[week][k], QUANTILES, axis=0), err_msg=k
+            )

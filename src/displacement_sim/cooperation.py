@@ -25,7 +25,7 @@ from numba import float64, int64, njit, void
 
 from . import mechanics as mx
 from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3, c_args, c_ordered, typed_loop
-from .rows import at, per_row
+from .rows import at, built_once, per_row
 from .schema import Scenario
 
 __all__ = [
@@ -187,6 +187,25 @@ def initial_coop_state(cp: CoopParams, lead: tuple[int, ...], n: int, home: np.n
 # --- step 5 input: intelligence-led detection ----------------------------------------------------
 
 
+def _coop_row(cp: CoopParams, rows: int, name: str) -> np.ndarray:
+    """``cp``'s number ``name`` as an array ``(rows,)`` for the compiled loops, built once per ``cp`` and row count.
+
+    Also ``sigma`` ``(rows, A)``, ``open_rate_<a>`` (agency ``a``'s rate) and ``tip``, the
+    partners' tip coefficient multiplied in the order of the equation: ``(tip_gamma w_tip) share``.
+    """
+
+    def build() -> np.ndarray:
+        if name == "sigma":
+            return per_row(cp.sigma, rows, cp.n_agencies)
+        if name.startswith("open_rate_"):
+            return per_row(cp.open_rate[..., int(name.removeprefix("open_rate_"))], rows)
+        if name == "tip":
+            return per_row(cp.tip_gamma, rows) * cp.tip_weight * per_row(cp.share, rows)
+        return per_row(getattr(cp, name), rows)
+
+    return built_once(cp, ("coop_row", rows, name), build)
+
+
 def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     """``G[a, n] = min(1, gamma I[a, n] + tip_gamma w_tip share sum_{b != a} I[b, n])``, shape ``(L, A + 1, N)``.
 
@@ -196,10 +215,9 @@ def intel_by_agency(cp: CoopParams, intel: np.ndarray) -> np.ndarray:
     """
     lead, (n_agencies, n_net) = intel.shape[:-2], intel.shape[-2:]
     rows = math.prod(lead)
-    # the tip coefficient multiplied in the order of the equation: (tip_gamma w_tip) share
-    tip = per_row(cp.tip_gamma, rows) * cp.tip_weight * per_row(cp.share, rows)
+    gamma, tip = _coop_row(cp, rows, "gamma"), _coop_row(cp, rows, "tip")
     out = np.empty((rows, n_net, n_agencies + 1))
-    _intel_term_rows(*c_args((intel.reshape(rows, n_agencies, n_net), per_row(cp.gamma, rows), tip, out), (out,)))
+    _intel_term_rows(*c_args((intel.reshape(rows, n_agencies, n_net), gamma, tip, out), (out,)))
     return np.swapaxes(out.reshape(*lead, n_net, n_agencies + 1), -1, -2)
 
 
@@ -268,9 +286,9 @@ def intel_inputs(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) ->
         (week + cp.delay_weeks) % PENDING_WEEKS,
         week % PENDING_WEEKS,
         week,
-        *(per_row(x, rows) for x in (cp.gain_seizure, cp.gain_case, cp.gain_home, cp.share, cp.decay)),
+        *(_coop_row(cp, rows, k) for k in ("gain_seizure", "gain_case", "gain_home", "share", "decay")),
         st.landed.reshape(rows, n_agencies, n_net),
-        per_row(cp.memory, rows),
+        _coop_row(cp, rows, "memory"),
     )
 
 
@@ -622,8 +640,7 @@ def _resolve(cp: CoopParams, st: CoopState, week: int, u_success: np.ndarray, al
         live,
         np.reshape(u_success, (rows, n_agencies, n_net)),
         week,
-        *(per_row(x, rows) for x in (cp.jit_uplift, cp.conflict_penalty, cp.evidence_weight)),
-        per_row(cp.sigma, rows, n_agencies),
+        *(_coop_row(cp, rows, k) for k in ("jit_uplift", "conflict_penalty", "evidence_weight", "sigma")),
         counts["compromised"],
         counts["dismantled"],
         joint_weeks,
@@ -729,7 +746,7 @@ def _open_cases(
             SHARED_LANDED_MIN,
             a,
             int(cp.case_units[a]),
-            per_row(cp.open_rate[..., a], rows),
+            _coop_row(cp, rows, f"open_rate_{a}"),
             np.reshape(u_open[..., a, :], (rows, n_net)),
             opened.reshape(rows, n_net),
             opened_shared.reshape(rows, n_net),

@@ -28,7 +28,7 @@ from . import mechanics as mx
 from . import pcg64 as pcg
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered, typed_loop
 from .params import AgencyParams, NetworkParams, Params
-from .rows import at, per_network, per_row, rank
+from .rows import at, built_once, per_network, per_row, rank
 from .streams import INIT_COLUMNS, shipment_block_width
 
 __all__ = [
@@ -240,24 +240,20 @@ _ROW_SCALARS = (
     "elsewhere_detection", "zeta", "split_floor", "memory", "omega", "access_growth", "access_decay", "access_burn",
 )  # fmt: skip
 _ROW_PORT_ARRAYS = ("cost", "c")
-_ROWS_CACHE: dict[tuple[int, int], tuple[Params, dict[str, np.ndarray]]] = {}
 
 
 def _param_rows(p: Params, n_rep: int) -> dict[str, np.ndarray]:
     """``p``'s numbers as arrays ``(n_rep,)`` and port arrays as ``(n_rep, P)``, for the compiled loops.
 
-    Cached per ``Params`` object (parameters are not changed after they are built), so
+    Built once per ``Params`` object and row count (:func:`rows.built_once`), so
     the Mesa agents' single rows do not rebuild them every week.
     """
-    hit = _ROWS_CACHE.get((id(p), n_rep))
-    if hit is not None and hit[0] is p:
-        return hit[1]
-    rows = {k: per_row(getattr(p, k), n_rep) for k in _ROW_SCALARS}
-    rows |= {k: per_row(getattr(p, k), n_rep, p.n_ports) for k in _ROW_PORT_ARRAYS}
-    if len(_ROWS_CACHE) >= 64:
-        _ROWS_CACHE.clear()
-    _ROWS_CACHE[(id(p), n_rep)] = (p, rows)
-    return rows
+
+    def build() -> dict[str, np.ndarray]:
+        rows = {k: per_row(getattr(p, k), n_rep) for k in _ROW_SCALARS}
+        return rows | {k: per_row(getattr(p, k), n_rep, p.n_ports) for k in _ROW_PORT_ARRAYS}
+
+    return built_once(p, ("param_rows", n_rep), build)
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")

@@ -20,13 +20,16 @@ do not depend on which points share its batch (``tests/test_batched_points.py``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ROW_FIELDS", "NotBatchable", "at", "per_network", "per_row", "rank", "stack", "structure_key", "take_rows"]
+__all__ = [
+    "ROW_FIELDS", "NotBatchable", "at", "built_once", "per_network", "per_row", "rank", "stack", "structure_key",
+    "take_rows",
+]  # fmt: skip
 
 
 class NotBatchable(ValueError):
@@ -125,6 +128,30 @@ def per_row(x: Any, n_rows: int, *trailing: int) -> np.ndarray:
         if n_rows == 1 and x.shape == shape[1:]:
             return x.reshape(shape)
     return np.require(np.broadcast_to(np.asarray(x, dtype=np.float64), shape), requirements=["C", "W"])
+
+
+_BUILT: dict[tuple, tuple[Any, Any]] = {}
+_BUILT_MAX = 256
+
+
+def built_once(params: Any, key: tuple, build: Callable[[], Any]) -> Any:
+    """``build()``, kept for the parameters object ``params`` and ``key``: built once, then returned as it is.
+
+    For the per-row arrays the compiled loops read every week, made from parameters that
+    never change once built (the frozen ``Params`` and ``CoopParams``); the cache holds
+    the object itself, so an id is never mistaken for a later object's, and it is
+    emptied when it reaches ``_BUILT_MAX`` entries. The arrays are the loops' inputs:
+    nothing writes them.
+    """
+    slot = (id(params), *key)
+    hit = _BUILT.get(slot)
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    value = build()
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.clear()
+    _BUILT[slot] = (params, value)
+    return value
 
 
 def per_network(x: Any, lead: tuple[int, ...], shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:

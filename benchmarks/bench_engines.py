@@ -140,10 +140,15 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
     mode, replications, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     cfg = load_scenario(path)
+    from displacement_sim import runner
     if len(sys.argv) > 4:  # split the batch into groups of this many replications (the memory limit)
-        from displacement_sim import runner
         plan = runner.build_plan(cfg)
         runner.MAX_CELLS_PER_BATCH = int(sys.argv[4]) * plan.n_slots * len(plan.params[0].port_ids)
+    groups, simulate = [], runner.vectorized.simulate
+    def counted(*args, **kwargs):
+        groups.append(1)
+        return simulate(*args, **kwargs)
+    runner.vectorized.simulate = counted
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     hwm_before = vm_hwm_kib()
     if mode == "tracemalloc":
@@ -156,6 +161,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
     print(json.dumps({
         "mode": mode,
         "replications": result.n_replications,
+        "groups": len(groups),
         "weeks": result.weeks,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
@@ -172,7 +178,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
 def _run_memory_probe(mode: str, replications: int, group: int | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_SCRIPT, mode, str(replications), str(BASELINE)]
-        + ([str(group)] if group else []),
+        + ([str(group)] if group is not None else []),
         capture_output=True,
         text=True,
         check=True,
@@ -210,6 +216,7 @@ def test_peak_memory_large_batch(benchmark, geometry, figures, mode):
     probe = benchmark.pedantic(_run_memory_probe, args=(mode, LARGE_R), rounds=1, iterations=1)
     assert probe["replications"] == LARGE_R
     assert probe["weeks"] == geometry["weeks"]
+    assert probe["groups"] == 1  # one batch, not split
     benchmark.extra_info.update(probe)
     benchmark.extra_info["parent_rss_kib_at_start"] = parent_kib
     if mode == "rss":
@@ -245,13 +252,15 @@ def test_peak_memory_split_batch(benchmark, geometry, figures, replications):
     """Peak memory of a batch split into groups of 250 replications by the memory limit, in a fresh process.
 
     The groups run one after the other and write the bands' weekly series to a temporary
-    file, so the peak should not grow with the replications: compare the two cases
+    file, so the peak should not grow with the replications (unless the temporary directory
+    is a RAM-backed ``tmpfs``, where the files take memory outside the process): compare the two cases
     (``VmHWM``, as in :func:`test_peak_memory_large_batch`). A batch is split when its state
     would pass ``MAX_CELLS_PER_BATCH`` cells (about 1,660 replications of the baseline);
     the limit is lowered here so the cases stay short.
     """
     probe = benchmark.pedantic(_run_memory_probe, args=("rss", replications, SPLIT_GROUP), rounds=1, iterations=1)
     assert probe["replications"] == replications
+    assert probe["groups"] == -(-replications // SPLIT_GROUP)  # the batch was split
     benchmark.extra_info.update(probe)
     hwm = probe["vm_hwm_kib"]
     if hwm is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import tempfile
 from pathlib import Path
 
@@ -353,13 +354,10 @@ def test_common_random_numbers_hold_across_scenarios_with_different_load_bounds(
         run_batch(policy, 1, seed=3, l_max=widths[0])
 
 
-def test_spilled_series_give_the_bands_of_memory_and_leave_no_file(tmp_path) -> None:
-    """Recorders spilling the bands' series to files: nothing kept in memory, the same bands, files removed."""
-    from displacement_sim.metrics import Recorder
-
-    rng = np.random.default_rng(3)
-    weeks, sizes = 6, (4, 3, 5)
-    feeds = [
+def _spill_feed(sizes: tuple[int, ...], weeks: int, seed: int = 3) -> list[list[dict[str, np.ndarray]]]:
+    """Random weekly records for recorders of ``sizes`` replications (3 ports)."""
+    rng = np.random.default_rng(seed)
+    return [
         [
             {
                 "shipped_kg": rng.gamma(2.0, 9.0, (n, 4)),
@@ -370,60 +368,171 @@ def test_spilled_series_give_the_bands_of_memory_and_leave_no_file(tmp_path) -> 
         ]
         for n in sizes
     ]
-    one = Recorder(sum(sizes), weeks, 2, 3)  # every replication, bands week by week
-    for week in range(weeks):
-        one.add(week, {k: np.concatenate([f[week][k] for f in feeds]) for k in feeds[0][0]})
-    parts = [Recorder(n, weeks, 2, 3, mergeable=True, spill_dir=tmp_path) for n in sizes]
+
+
+def _spilled_parts(feeds, weeks: int, directory) -> list:
+    from displacement_sim.metrics import Recorder
+
+    parts = [Recorder(len(f[0]["shipped_kg"]), weeks, 2, 3, mergeable=True, spill_dir=directory) for f in feeds]
     for part, feed in zip(parts, feeds, strict=True):
         for week in range(weeks):
             part.add(week, feed[week])
-    files = sorted(tmp_path.iterdir())
-    assert len(files) == 3 * len(sizes)  # shipped, seized kg and inspection rate of each part
-    assert sum(f.stat().st_size for f in files) == 8 * weeks * sum(n * (4 + 4 + 3) for n in sizes)
-    assert all(not isinstance(v, list) for p in parts for v in p.series.values())  # nothing in memory
+    return parts
+
+
+def test_spilled_series_are_read_from_their_files_and_give_the_bands_of_memory(tmp_path) -> None:
+    """Recorders spilling the bands' series: files only (nothing in memory), the same bands, the files freed."""
+    from displacement_sim.metrics import Recorder, _SpilledWeeks
+
+    weeks, sizes = 6, (4, 3, 5)
+    feeds = _spill_feed(sizes, weeks)
+    one = Recorder(sum(sizes), weeks, 2, 3)  # every replication, bands week by week
+    for week in range(weeks):
+        one.add(week, {k: np.concatenate([f[week][k] for f in feeds]) for k in feeds[0][0]})
+    parts = _spilled_parts(feeds, weeks, tmp_path)
+    spills = [w for p in parts for w in p.series.values()]
+    assert len(spills) == 3 * len(sizes) and all(isinstance(w, _SpilledWeeks) for w in spills)
+    assert all(not isinstance(v, np.ndarray | list) for w in spills for v in vars(w).values())  # no weeks held
+    assert sum(os.fstat(w.file.fileno()).st_size for w in spills) == 8 * weeks * sum(n * (4 + 4 + 3) for n in sizes)
+    assert list(tmp_path.iterdir()) == []  # anonymous files: nothing to leave behind
     merged = Recorder.concatenate(parts)
     merged.finish_bands()
     for k, v in one.bands.items():
         assert not np.isnan(v).any(), k
         np.testing.assert_array_equal(v, merged.bands[k], err_msg=k)
     np.testing.assert_array_equal(one.totals["shipped_kg"], merged.totals["shipped_kg"])
-    assert list(tmp_path.iterdir()) == [] and merged.series == {}
+    assert all(w.file.closed for w in spills) and merged.series == {}
+    # the bands are read from the files: week 2 of the first group's shipped kg overwritten on disk
+    tampered = _spilled_parts(feeds, weeks, tmp_path)
+    shipped = tampered[0].series["shipped_kg"]
+    os.pwrite(shipped.file.fileno(), np.full((4, 4), 1e6).tobytes(), 2 * 4 * 4 * 8)
+    merged = Recorder.concatenate(tampered)
+    merged.finish_bands()
+    changed = ~np.all(merged.bands["shipped_kg"] == one.bands["shipped_kg"], axis=(1, 2))
+    np.testing.assert_array_equal(changed, np.arange(weeks) == 2)
 
 
-def test_split_batch_spills_to_a_temporary_directory_it_removes(cfg_small, monkeypatch, tmp_path) -> None:
-    """run_batch's groups write the bands' series in a temporary directory, removed when the run ends or fails."""
+def test_recorders_merged_one_after_another_free_every_spill_file(tmp_path) -> None:
+    """``a.merge(b).merge(c)``: the bands of one recorder, and every part's files closed; a merged recorder is full."""
+    from displacement_sim.metrics import Recorder
+
+    weeks, sizes = 4, (2, 3, 1)
+    feeds = _spill_feed(sizes, weeks, seed=8)
+    one = Recorder(sum(sizes), weeks, 2, 3)
+    for week in range(weeks):
+        one.add(week, {k: np.concatenate([f[week][k] for f in feeds]) for k in feeds[0][0]})
+    a, b, c = _spilled_parts(feeds, weeks, tmp_path)
+    spills = [w for p in (a, b, c) for w in p.series.values()]
+    merged = a.merge(b).merge(c)
+    with pytest.raises(ValueError, match="takes no more weeks"):
+        merged.add(weeks, feeds[0][0])
+    merged.finish_bands()
+    for k, v in one.bands.items():
+        np.testing.assert_array_equal(v, merged.bands[k], err_msg=k)
+    assert all(w.file.closed for w in spills)
+
+
+def test_spilled_weeks_keep_their_dtype(tmp_path) -> None:
+    """A spilled series reads back the bits it was given, float32 included; a week of another shape is refused."""
+    from displacement_sim.metrics import _SpilledWeeks
+
+    weeks = _SpilledWeeks(tmp_path)
+    data = [np.random.default_rng(w).random((3, 2)).astype(np.float32) for w in range(3)]
+    for w in data:
+        weeks.append(w)
+    for w in range(3):
+        assert weeks[w].dtype == np.float32
+        np.testing.assert_array_equal(weeks[w], data[w])
+    with pytest.raises(IndexError, match="week 3 of 3"):
+        weeks[3]
+    with pytest.raises(ValueError, match="among weeks of"):
+        weeks.append(np.zeros((3, 2)))
+    weeks.discard()
+    assert weeks.file.closed
+
+
+@pytest.mark.parametrize("fail", [None, RuntimeError, KeyboardInterrupt])
+def test_split_batch_frees_its_spill_files_however_it_ends(cfg_small, monkeypatch, tmp_path, fail) -> None:
+    """run_batch's groups spill the bands' series (only then) to anonymous files, closed when the run ends or fails."""
     from displacement_sim import metrics, vectorized
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    written: list[Path] = []
-    append = metrics._SpilledWeeks.append
+    made: list = []
+    init = metrics._SpilledWeeks.__init__
 
-    def recording_append(self, week: np.ndarray) -> None:
-        written.append(self.path)
-        append(self, week)
+    def recording_init(self, directory) -> None:
+        init(self, directory)
+        made.append((self, directory))
 
-    monkeypatch.setattr(metrics._SpilledWeeks, "append", recording_append)
+    monkeypatch.setattr(metrics._SpilledWeeks, "__init__", recording_init)
     plan = runner.build_plan(cfg_small)
     monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", plan.n_slots * len(plan.params[0].port_ids) * 2)
-    run_batch(cfg_small, 5, seed=4)
-    assert len(written) == 3 * plan.weeks * 3  # three groups, three series, every week
-    assert {p.parent.parent for p in written} == {tmp_path}
-    assert all(p.parent.name.startswith("displacement-sim-bands-") for p in written)
+    if fail is None:
+        run_batch(cfg_small, 5, seed=4)
+        assert len(made) == 3 * 3  # three groups, three series
+        assert all(len(w) == 0 for w, _ in made)  # read and freed
+        for kwargs in ({"keep_series": True}, {"bands": False}):  # nothing spilled: no bands, or series kept
+            run_batch(cfg_small, 5, seed=4, **kwargs)
+        run_batch(cfg_small, 2, seed=4)  # one group: bands week by week
+        assert len(made) == 9
+    else:
+        simulate = vectorized.simulate
+
+        def second_group_fails(plan, seed, chunk, recorder, point=0):
+            if chunk[0] > 0:
+                raise fail("stopped")
+            return simulate(plan, seed, chunk, recorder, point=point)
+
+        monkeypatch.setattr(vectorized, "simulate", second_group_fails)
+        with pytest.raises(fail, match="stopped"):
+            run_batch(cfg_small, 5, seed=4)
+        assert len(made) == 2 * 3  # the groups that started
+    assert {d for _, d in made} == {str(tmp_path)}
+    assert all(w.file.closed for w, _ in made)
     assert list(tmp_path.iterdir()) == []
-    written.clear()
-    run_batch(cfg_small, 2, seed=4)  # one group: bands week by week, nothing written
-    assert written == [] and list(tmp_path.iterdir()) == []
+
+
+def test_split_batch_without_room_for_its_spill_files_is_refused_before_it_runs(
+    cfg_small, monkeypatch, tmp_path, capsys
+) -> None:
+    """Too little free space for the bands' files: a ConfigError on the replications, exit 2, nothing run or written."""
+    import shutil
+    from collections import namedtuple
+
+    from displacement_sim import vectorized
+    from displacement_sim.cli import main
+    from displacement_sim.errors import ConfigError
+    from displacement_sim.metrics import Recorder
+
+    plan = runner.build_plan(cfg_small, 30)
+    n_ports = len(plan.params[0].port_ids)
+    monkeypatch.setattr(runner, "MAX_CELLS_PER_BATCH", plan.n_slots * n_ports * 2)
+    per_rep = Recorder.spill_bytes(30, n_ports)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 4 * per_rep + 1))
+    calls: list[int] = []
     simulate = vectorized.simulate
 
-    def second_group_fails(plan, seed, chunk, recorder, point=0):
-        if chunk[0] > 0:
-            raise RuntimeError("stopped")
-        return simulate(plan, seed, chunk, recorder, point=point)
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return simulate(*args, **kwargs)
 
-    monkeypatch.setattr(vectorized, "simulate", second_group_fails)
-    with pytest.raises(RuntimeError, match="stopped"):
-        run_batch(cfg_small, 5, seed=4)
-    assert written and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(vectorized, "simulate", counted)
+    with pytest.raises(ConfigError, match=r"replications: .*need .* GB of temporary files .*given 5.*at most 4 here"):
+        run_batch(cfg_small, 5, seed=4, weeks=30)
+    assert calls == []
+    run_batch(cfg_small, 4, seed=4, weeks=30)  # four fit
+    assert len(calls) == 2  # two groups
+    cfg_path = tmp_path / "small.yaml"
+    cfg_path.write_text(
+        "name: repro\nweeks: 40\nwarmup_weeks: 8\nnetworks: {n_slots: 8}\n"
+        "enforcement: {BE: {budget: 80}, NL: {budget: 60, rule: reactive}}\n"
+    )  # cfg_small
+    out = tmp_path / "out"
+    assert main(["run", str(cfg_path), "--replications", "5", "--weeks", "30", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: replications: ") and err.count("\n") == 1 and "TMPDIR" in err, err
+    assert not out.exists() and len(calls) == 2
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,7 @@ first axis is the replication. It keeps, per replication, the totals over the
 evaluation window, and per week the mean and quantiles over replications, so
 memory does not grow with the number of replications times weeks. (A batch too
 large for one pass runs in groups whose recorders keep the bands' weekly series,
-in a temporary file, until the bands are computed over every replication:
+in anonymous temporary files, until the bands are computed over every replication:
 ``Recorder(mergeable=True, spill_dir=...)``.)
 
 All masses are kg over the evaluation window. Undefined values (a ratio with a
@@ -16,7 +16,8 @@ the summaries, never NaN.
 from __future__ import annotations
 
 import math
-import uuid
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class PortInfo:
     agencies: tuple[str, ...] = ()
 
 
+def _columns(key: str, n_ports: int) -> int:
+    """Columns of a weekly series: one per alternative (ports, elsewhere), or per port for the inspection rate."""
+    return n_ports + (key != "inspection_rate")
+
+
 def _with_delivered(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A week's record with ``delivered_kg = shipped_kg - seized_kg`` (one subtraction, wherever it is needed)."""
     return {**rec, "delivered_kg": rec["shipped_kg"] - rec["seized_kg"]}
@@ -56,24 +62,26 @@ def _with_delivered(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class _SpilledWeeks:
     """A weekly series written to a file as it comes, one week after the other, read back a week at a time.
 
-    Each week's array has the same shape; ``weeks[w]`` reads week ``w`` from the file
-    (the same float64 bits that were written), so only one week is in memory at a time.
+    The file is anonymous (``tempfile.TemporaryFile`` in ``directory``): it has no name
+    to leave behind, and the system frees it when it is closed (:meth:`discard`) or the
+    process ends, however it ends. Each week's array has the same shape and dtype;
+    ``weeks[w]`` reads week ``w`` back, the same bits, so only one week is in memory at a time.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, directory: str | Path) -> None:
+        # unbuffered: each week goes to the system as it comes (no copy held in a buffer)
+        self.file = tempfile.TemporaryFile(dir=directory, buffering=0)  # noqa: SIM115 (closed by discard())
         self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
         self.n_weeks = 0
-        path.write_bytes(b"")
 
     def append(self, week: np.ndarray) -> None:
-        week = np.ascontiguousarray(week, dtype=np.float64)
+        week = np.ascontiguousarray(week)
         if self.shape is None:
-            self.shape = week.shape
-        elif week.shape != self.shape:
-            raise ValueError(f"a week of shape {week.shape} among weeks of shape {self.shape}")
-        with open(self.path, "ab") as f:  # no file left open between weeks
-            f.write(week.tobytes())
+            self.shape, self.dtype = week.shape, week.dtype
+        elif (week.shape, week.dtype) != (self.shape, self.dtype):
+            raise ValueError(f"a week of {week.shape} {week.dtype} among weeks of {self.shape} {self.dtype}")
+        self.file.write(week.data if week.ndim else week.tobytes())
         self.n_weeks += 1
 
     def __len__(self) -> int:
@@ -82,17 +90,22 @@ class _SpilledWeeks:
     def __getitem__(self, w: int) -> np.ndarray:
         if not 0 <= w < self.n_weeks:
             raise IndexError(f"week {w} of {self.n_weeks} spilled weeks")
-        n = math.prod(self.shape)
-        return np.fromfile(self.path, dtype=np.float64, count=n, offset=8 * n * w).reshape(self.shape)
+        size = math.prod(self.shape) * self.dtype.itemsize
+        data = os.pread(self.file.fileno(), size, size * w)
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape).copy()
 
     def discard(self) -> None:
-        """Remove the file (the weeks can no longer be read)."""
-        self.path.unlink(missing_ok=True)
+        """Close the file, which frees it (the weeks can no longer be read)."""
+        self.file.close()
         self.n_weeks = 0
 
 
 class _JoinedWeeks:
-    """The weekly series of several groups of replications, joined (along replications) when a week is read."""
+    """The weekly series of several groups of replications, joined (along replications) when a week is read.
+
+    A part is a list of weeks in memory, a :class:`_SpilledWeeks` or another ``_JoinedWeeks``
+    (recorders merged one after another).
+    """
 
     def __init__(self, parts: list) -> None:
         self.parts = parts
@@ -105,8 +118,13 @@ class _JoinedWeeks:
 
     def discard(self) -> None:
         for part in self.parts:
-            if isinstance(part, _SpilledWeeks):
-                part.discard()
+            _discard(part)
+
+
+def _discard(weeks) -> None:
+    """Free a weekly series' spill files (a list in memory has none)."""
+    if isinstance(weeks, _SpilledWeeks | _JoinedWeeks):
+        weeks.discard()
 
 
 class Recorder:
@@ -126,9 +144,12 @@ class Recorder:
             alternative, inspection rate per port; about 0.1 MB per replication of
             ``baseline.yaml``).
         spill_dir: with ``mergeable`` (and bands, without ``keep_series``): write those
-            series to files in this directory, week by week, instead of keeping them in
-            memory; :meth:`finish_bands` reads them back a week at a time, so memory does
-            not grow with the replications (the caller removes the directory).
+            series, week by week, to anonymous temporary files in this directory (one per
+            series, nameless, freed when closed or when the process ends) instead of
+            keeping them in memory; :meth:`finish_bands` reads them back a week at a time
+            and closes them (so does :meth:`close`), so memory does not grow with the
+            replications. (On a RAM-backed file system, ``tmpfs``, the files are in memory
+            all the same, outside the process.)
 
     """
 
@@ -148,22 +169,24 @@ class Recorder:
         self.eval_from = eval_from
         self.totals: dict[str, np.ndarray] = {}
         self.n_ports = n_ports
-        self.bands = {
-            k: np.full((weeks, 1 + len(QUANTILES), n_ports + (k != "inspection_rate")), np.nan) for k in SERIES_KEYS
-        }
+        self.bands = {k: np.full((weeks, 1 + len(QUANTILES), _columns(k, n_ports)), np.nan) for k in SERIES_KEYS}
         self.keep_series = keep_series
         self.with_bands = bands
         self.mergeable = mergeable
         # the keys whose weekly series are kept: every key, or the bands' own when they are deferred
         self.series_keys = None if keep_series else (_KEPT_FOR_BANDS if mergeable and bands else ())
-        self.series: dict[str, list[np.ndarray]] = {}
-        if spill_dir is not None and self.series_keys == _KEPT_FOR_BANDS:  # the bands' own series: to files
-            tag = uuid.uuid4().hex
-            self.series = {k: _SpilledWeeks(Path(spill_dir) / f"{tag}-{k}.f8") for k in _KEPT_FOR_BANDS}
+        # each key's weeks: a list in memory, or (the bands' own series) spilled to a file, or joined by a merge
+        self.series: dict[str, list[np.ndarray] | _SpilledWeeks | _JoinedWeeks] = {}
+        if spill_dir is not None and self.series_keys == _KEPT_FOR_BANDS:
+            self.series = {k: _SpilledWeeks(spill_dir) for k in _KEPT_FOR_BANDS}
         self.weeks_seen = 0
         self.consumed = False  # merged into another recorder (Recorder.concatenate)
+        self.merged = False  # made by Recorder.concatenate: it takes no more weeks
 
     def add(self, week: int, rec: dict[str, np.ndarray]) -> None:
+        self._check_usable()
+        if self.merged:
+            raise ValueError("a merged recorder (Recorder.concatenate) takes no more weeks")
         rec = _with_delivered(rec)
         if week >= self.eval_from:
             for k, v in rec.items():
@@ -174,6 +197,11 @@ class Recorder:
             if self.series_keys is None or k in self.series_keys:
                 self.series.setdefault(k, []).append(v.copy())
         self.weeks_seen = max(self.weeks_seen, week + 1)
+
+    @staticmethod
+    def spill_bytes(weeks: int, n_ports: int) -> int:
+        """Bytes of spill files per replication (``spill_dir``): the bands' own series over ``weeks``."""
+        return weeks * sum(_columns(k, n_ports) for k in _KEPT_FOR_BANDS) * 8
 
     @property
     def eval_weeks(self) -> int:
@@ -187,8 +215,10 @@ class Recorder:
     def concatenate(parts: list[Recorder]) -> Recorder:
         """The recorders' replications in order, as one recorder; the parts are consumed.
 
-        The parts' weekly series are moved into the result week by week (never held
-        twice), so the parts are left empty and refuse further use. They must be
+        The parts' weekly series are moved into the result (never held twice): kept
+        series week by week, the bands' own series joined as they are, in memory or in
+        their spill files, to be read a week at a time by :meth:`finish_bands`. The parts
+        are left empty and refuse further use. They must be
         distinct recorders of the same run (horizon, evaluation window, ports, weeks
         fed, series and bands settings); recorders with bands must be ``mergeable``,
         and so is the result: its bands are computed by :meth:`finish_bands`
@@ -223,7 +253,7 @@ class Recorder:
                 merged.series[k] = [np.concatenate([w.pop(0) for w in weeks]) for _ in range(len(weeks[0]))]
             else:  # only the bands read them, a week at a time (from memory or from the spill files)
                 merged.series[k] = _JoinedWeeks(weeks)
-        merged.weeks_seen = first.weeks_seen
+        merged.weeks_seen, merged.merged = first.weeks_seen, True
         for r in parts:
             r.totals, r.series, r.consumed = {}, {}, True
         return merged
@@ -238,14 +268,25 @@ class Recorder:
         self._check_usable()
         if not (self.mergeable and self.with_bands):
             return
-        for week in range(self.weeks_seen):
-            self._add_bands(week, _with_delivered({k: self.series[k][week] for k in _KEPT_FOR_BANDS}))
-        if not self.keep_series:
-            for weeks in self.series.values():
-                if isinstance(weeks, _SpilledWeeks | _JoinedWeeks):
-                    weeks.discard()  # the spill files go as soon as the bands are done
-            self.series = {}
+        try:
+            for week in range(self.weeks_seen):
+                self._add_bands(week, _with_delivered({k: self.series[k][week] for k in _KEPT_FOR_BANDS}))
+        finally:
+            if not self.keep_series:
+                self.close()  # the spill files go as soon as the bands are done
         self.mergeable = False
+
+    def close(self) -> None:
+        """Free the spill files of the bands' series, and drop those series (their bands can no longer be computed).
+
+        Kept series (``keep_series``) are left alone. :meth:`finish_bands` calls it; a run that
+        stops before its bands are computed should too (``runner.run_batch`` does).
+        """
+        if self.keep_series:
+            return
+        for weeks in self.series.values():
+            _discard(weeks)
+        self.series = {}
 
     def _check_usable(self) -> None:
         if self.consumed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import vectorized
+from .errors import ConfigError
 from .metrics import PortInfo, Recorder
 from .model import RECORD_KEYS, DisplacementModel
 from .params import RunPlan, build_plan
@@ -24,8 +25,8 @@ __all__ = ["run_batch", "run_mesa", "run_points", "run_scenario"]
 # cells (N x P x rows); a larger batch is split. The baseline's 1,000 replications (1.2 M cells) are one
 # batch and peak at 0.47 GiB resident (docs/performance.md), so a full batch's state stays under about
 # 1 GiB. A split batch with bands also keeps the bands' weekly series until they are computed over every
-# replication: in a temporary file (about 0.1 MB per replication of the baseline, 1 GB for 10,000), read
-# back a week at a time, so memory does not grow with the replications.
+# replication: in anonymous temporary files (about 0.1 MB per replication of the baseline, 1 GB for 10,000),
+# read back a week at a time, so memory does not grow with the replications.
 MAX_CELLS_PER_BATCH = 2_000_000
 
 
@@ -60,10 +61,12 @@ def run_batch(
     ``bands=False`` skips the weekly quantile bands (totals and metrics are unchanged).
     Large batches (more than ``MAX_CELLS_PER_BATCH`` cells) are split into groups that
     run one after the other; the weekly bands are then computed once over every
-    replication, from the series the groups write to a temporary directory (about
-    0.1 MB per replication of ``baseline.yaml``, in ``tempfile.gettempdir()``; removed
-    when the run ends), so they are the numbers of one batch and memory does not grow
-    with the replications.
+    replication, from the series the groups write to anonymous temporary files (about
+    0.1 MB per replication of ``baseline.yaml``, in ``tempfile.gettempdir()``, which
+    ``TMPDIR`` sets; freed when the run ends, however it ends), so they are the numbers
+    of one batch and memory does not grow with the replications (without
+    ``keep_series``, which keeps every series in memory). A batch whose files would not
+    fit in the free space there is refused before it runs (:class:`ConfigError`).
     """
     start = time.perf_counter()
     seed = int(config.seed if seed is None else seed)
@@ -74,8 +77,9 @@ def run_batch(
     reps = np.arange(first, first + int(replications))
     split = len(reps) > group  # the groups' bands are computed once, over every replication (exact)
     n_ports = len(plan.params[0].port_ids)
-    with tempfile.TemporaryDirectory(prefix="displacement-sim-bands-") if split else contextlib.nullcontext() as spill:
-        parts: list[Recorder] = []
+    spill = _spill_dir(len(reps), plan.weeks, n_ports) if split and bands and not keep_series else None
+    parts: list[Recorder] = []
+    try:
         for lo in range(0, len(reps), group):
             chunk = reps[lo : lo + group]
             parts.append(
@@ -84,16 +88,41 @@ def run_batch(
             vectorized.simulate(plan, seed, chunk, parts[-1], point=point)
             if progress:
                 progress(len(chunk))
-        recorder = parts[0] if len(parts) == 1 else Recorder.concatenate(parts)
+        parts = [parts[0] if len(parts) == 1 else Recorder.concatenate(parts)]
         return BatchResult.from_recorder(  # computes a split batch's bands, reading the spill files
             config,
-            recorder,
+            parts[0],
             _port_info(plan),
             engine="vectorized",
             seed=seed,
             replications=reps,
             wall_seconds=time.perf_counter() - start,
         )
+    finally:
+        for rec in parts:  # a run that stopped early: its spill files go now, not when the process ends
+            if not rec.consumed:
+                rec.close()
+
+
+def _spill_dir(replications: int, weeks: int, n_ports: int) -> str:
+    """The directory of a split batch's spill files (``tempfile.gettempdir()``), checked for room first.
+
+    Not enough free space is reported before anything runs, as a bad number of
+    replications for this machine (:class:`ConfigError`, exit status 2 on the command line).
+    """
+    directory = tempfile.gettempdir()
+    need = replications * Recorder.spill_bytes(weeks, n_ports)
+    free = shutil.disk_usage(directory).free
+    if need > free:
+        raise ConfigError(
+            f"the weekly bands of a batch this large need {need / 1e9:.2f} GB of temporary files and "
+            f"{directory} has {free / 1e9:.2f} GB free",
+            field="replications",
+            given=replications,
+            allowed=f"at most {free // Recorder.spill_bytes(weeks, n_ports):,} here, "
+            "or set TMPDIR to a directory with more room",
+        )
+    return directory
 
 
 def run_points(

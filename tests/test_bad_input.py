@@ -908,3 +908,41 @@ def test_selector_intervention_is_accepted(tmp_path: Path) -> None:
 def test_override_of_an_agency_left_out_gets_agency_defaults() -> None:
     cfg = load_scenario(BASELINE, overrides={"enforcement.FR.budget": 5})
     assert cfg.enforcement.agencies["FR"].budget == 5
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "sweep"])
+@pytest.mark.parametrize("where", ["under_a_file", "a_file"])
+def test_out_where_no_folder_can_be_made_is_refused_before_running(tmp_path, capsys, command, where) -> None:
+    """``--out`` inside a file, or a file: exit 2 before anything runs, one line naming --out; nothing written."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep me", encoding="utf-8")
+    out = blocker / "sub" if where == "under_a_file" else blocker
+    scenario = tmp_path / "ok.yaml"
+    scenario.write_text(BASE, encoding="utf-8")
+    args = {
+        "run": ["run", str(scenario), "--weeks", "60"],
+        "compare": ["compare", str(scenario), str(scenario), "--weeks", "60", "--replications", "2"],
+        "sweep": ["sweep", str(ROOT / "experiments" / "sobol_key_parameters.yaml"), "--n", "2", "--workers", "1"],
+    }[command]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out: ") and err.count("\n") == 1, err
+    assert ("cannot be made" if where == "under_a_file" else "is a file") in err
+    assert blocker.read_text(encoding="utf-8") == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile",
+        "ok.yaml",
+    ]
+
+
+def test_the_resolved_config_has_the_seed_the_run_used(tmp_path, capsys) -> None:
+    """``run --seed`` wins over the scenario's (and a ``--set seed``): manifest and config agree, so a rerun matches."""
+    scenario = tmp_path / "ok.yaml"
+    scenario.write_text(BASE, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(scenario), "--weeks", "60", "--seed", "9", "--set", "seed=5", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["seed"] == manifest["config"]["seed"] == 9
+    again = tmp_path / "again"
+    (tmp_path / "resolved.yaml").write_text(json.dumps(manifest["config"]), encoding="utf-8")
+    assert main(["run", str(tmp_path / "resolved.yaml"), "--out", str(again)]) == 0
+    assert (again / "replications.csv").read_bytes() == (out / "replications.csv").read_bytes()

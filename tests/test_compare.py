@@ -318,3 +318,15 @@ def test_cli_horizon_before_the_intervention_is_exit_2(scenario_dir, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "horizon" in err and "hub_hardening.yaml" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_scenario_folders_carry_the_common_seed(scenario_dir, tmp_path, capsys):
+    """Scenarios with seeds of their own run on the common seed; each folder's resolved config says so."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"name: policy\nextends: {scenario_dir / 'hub_hardening.yaml'}\nseed: 777\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["compare", str(scenario_dir / "baseline.yaml"), str(policy), "--out", str(out), "--seed", "11"]
+    assert main([*args, *_small_args(tmp_path)]) == 0
+    manifests = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out.glob("*/manifest.json"))]
+    assert len(manifests) == 2
+    assert all(m["seed"] == m["config"]["seed"] == 11 for m in manifests)

@@ -658,3 +658,35 @@ def test_default_workers_are_the_available_cores():
     from displacement_sim.executors import available_cores
 
     assert available_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("fields", "n", "match"),
+    [
+        ({"design": "lhs", "n": 10**8}, None, r"n: the lhs design would have 100,000,000 points.*n up to 1,000,000"),
+        ({"design": "lhs", "n": 10}, 10**30, r"n: the lhs design would have 1,000,000,000,000,000,000,000,000,000,000"),
+        ({"design": "sobol", "n": 4}, 2**40, r"n: the sobol design would have .* n up to 131,072 here"),
+        ({"design": "morris", "n": 4}, 10**21, r"n: the morris design would have"),
+    ],
+)
+def test_a_design_too_large_to_hold_is_refused(tmp_path, fields, n, match) -> None:
+    """More than MAX_POINTS points (in the file or from --n): a ConfigError on n, before any design is drawn."""
+    continuous = [{"path": "behaviour.beta", "range": [0.2, 0.8]}, {"path": "behaviour.zeta", "range": [0.1, 0.5]}]
+    path = write_experiment(tmp_path, parameters=continuous, **fields)
+    with pytest.raises(ConfigError, match=match):
+        load_experiment(path, n=n)
+
+
+def test_a_grid_too_large_to_hold_is_refused(tmp_path, capsys) -> None:
+    """A grid of 1,048,576 combinations: exit 2 on the command line, naming the parameters; nothing written."""
+    levels = [{"path": "behaviour.beta", "levels": [0.1 * (k + 1) for k in range(16)]}]
+    levels += [
+        {"path": p, "levels": [0.05 * (k + 1) for k in range(16)]}
+        for p in ("behaviour.zeta", "enforcement.BE.budget", "enforcement.NL.budget", "enforcement.info_exchange.share")
+    ]
+    path = write_experiment(tmp_path, parameters=levels)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: parameters: the grid would have 1,048,576 points") and err.count("\n") == 1
+    assert not out.exists()

@@ -104,8 +104,13 @@ _seed = _at_least("--seed", 0)  # a root seed
 
 
 def check_out_dir(out: Path | None) -> None:
-    """Refuse to write into an existing, non-empty folder (nothing is ever overwritten)."""
-    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+    """Refuse to write into an existing, non-empty folder (nothing is ever overwritten), or where none can be made."""
+    from .results import check_out_creatable
+
+    if out is None:
+        return
+    check_out_creatable(out)
+    if out.is_dir() and any(out.iterdir()):
         raise ConfigError(
             "output folder exists and is not empty",
             field="--out",
@@ -242,10 +247,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set)
     if args.weeks is not None:
         overrides["weeks"] = args.weeks
+    if args.seed is not None:  # into the config, so the folder's resolved config has the seed the run used
+        overrides["seed"] = args.seed
     cfg = load_scenario(args.scenario, overrides=overrides)
     out = Path(args.out) if args.out else None
     check_out_dir(out)
-    seed = cfg.seed if args.seed is None else args.seed
+    seed = cfg.seed
     engine = args.engine or ("vectorized" if args.replications > 1 else "mesa")
     with progress_bar(args.replications, f"{cfg.name} ({engine})") as bar:
         result = run_scenario(

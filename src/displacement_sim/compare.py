@@ -748,6 +748,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     check_out_dir(out)
     seed = configs[0].seed if args.seed is None else args.seed
+    # every scenario runs on the common seed: their folders' resolved configs say so
+    configs = [cfg if cfg.seed == seed else cfg.model_copy(update={"seed": seed}) for cfg in configs]
 
     # one shipment-block width for all, so every scenario reads the same random numbers
     l_max = max(required_load_slots(cfg) for cfg in configs)

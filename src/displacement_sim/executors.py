@@ -433,8 +433,11 @@ def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
 
 
 def check_new_out(out: Path) -> None:
-    """Refuse an existing, non-empty output folder (with a hint to ``--resume`` a sweep)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    """Refuse an existing, non-empty output folder (with a hint to ``--resume`` a sweep), or where none can be made."""
+    from .results import check_out_creatable
+
+    check_out_creatable(out)
+    if out.is_dir() and any(out.iterdir()):
         hint = "; add --resume to complete it" if (out / "manifest.json").is_file() else ""
         raise ConfigError(
             f"output folder exists and is not empty{hint}",

@@ -242,7 +242,44 @@ def _rule_unique_names(e: Experiment) -> None:
         seen[p.label] = i
 
 
+# A sweep's points are held in memory (the design) and written to points.csv: a million points is far beyond
+# any sweep this machine can run (the 4,608-point Sobol sweep takes about 8 minutes on two cores), and bounds
+# a design's memory to tens of MB per parameter.
+MAX_POINTS = 1_000_000
+
+
+def _design_points(e: Experiment) -> int:
+    """The number of points ``e``'s design will have (a grid: every combination)."""
+    d = len(e.parameters)
+    if e.design == "grid":
+        return math.prod(len(p.choices()) for p in e.parameters)
+    per_n = {"lhs": 1, "sobol": 2 * d + 2 if e.second_order else d + 2, "morris": d + 1}[e.design]
+    return int(e.n) * per_n
+
+
 def _rule_design(e: Experiment) -> None:
+    _rule_design_kind(e)
+    points = _design_points(e)
+    if points > MAX_POINTS:
+        if e.design == "grid":
+            raise CrossFieldError(
+                "parameters",
+                f"the grid would have {points:,} points, more than a sweep can hold",
+                f"{points:,} combinations of levels",
+                f"at most {MAX_POINTS:,} points",
+            )
+        n_max = MAX_POINTS // (points // e.n)
+        if e.design == "sobol":
+            n_max = 1 << (n_max.bit_length() - 1)  # a power of 2
+        raise CrossFieldError(
+            "n",
+            f"the {e.design} design would have {points:,} points, more than a sweep can hold",
+            e.n,
+            f"at most {MAX_POINTS:,} points: n up to {n_max:,} here",
+        )
+
+
+def _rule_design_kind(e: Experiment) -> None:
     if e.design == "grid":
         if e.n is not None:
             raise CrossFieldError(

@@ -213,6 +213,28 @@ def default_out_dir(name: str, root: Path = Path("results")) -> Path:
     return root / f"{name}-{stamp}-{secrets.token_hex(3)}"
 
 
+def check_out_creatable(out: Path) -> None:
+    """Refuse an output path that is a file, or whose folder could not be made (checked before a run starts)."""
+    from .errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError("the output path is a file", field="--out", given=str(out), allowed="a new or empty folder")
+    parent = out
+    while not parent.exists():  # the nearest existing folder above, where the new folders would be made
+        parent = parent.parent
+    try:  # a real test: a folder made and removed there (permissions alone miss read-only and special file systems)
+        if not parent.is_dir():
+            raise NotADirectoryError(parent)
+        os.rmdir(tempfile.mkdtemp(prefix=".displacement-sim-check-", dir=parent))
+    except OSError:
+        raise ConfigError(
+            f"the output folder cannot be made: {parent} is not a writable folder",
+            field="--out",
+            given=str(out),
+            allowed="a new or empty folder in a writable place",
+        ) from None
+
+
 def write_results(result: BatchResult, out: Path) -> Path:
     """Write the results folder of one run."""
     out.mkdir(parents=True, exist_ok=True)

@@ -946,3 +946,23 @@ def test_the_resolved_config_has_the_seed_the_run_used(tmp_path, capsys) -> None
     (tmp_path / "resolved.yaml").write_text(json.dumps(manifest["config"]), encoding="utf-8")
     assert main(["run", str(tmp_path / "resolved.yaml"), "--out", str(again)]) == 0
     assert (again / "replications.csv").read_bytes() == (out / "replications.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "hint"),
+    [
+        (
+            "interventions:\n  - week: 60\n    sett: {ports.antwerp.inspection_rate: 0.1}\n",
+            "interventions[0].sett",
+            "set",
+        ),
+        ("networks:\n  load_kg: {median: 60, sigmaa: 1, low: 20, high: 400}\n", "networks.load_kg.sigmaa", "sigma"),
+    ],
+)
+def test_a_misspelt_required_field_is_named_not_hidden_behind_the_missing_one(tmp_path, body, field, hint) -> None:
+    """The unknown key comes first in the message (with its suggestion), not "required field is missing"."""
+    path = tmp_path / "typo.yaml"
+    path.write_text(BASE + body, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    assert f"{field}: unknown key; did you mean '{hint}'?" in str(err.value), str(err.value)

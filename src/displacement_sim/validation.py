@@ -195,7 +195,8 @@ def _convert(err: ValidationError, file: str | None, prefix: str = "") -> Config
     """The first of pydantic's errors as a ConfigError: field path, what was given, what is allowed."""
     from .config import default_ports  # the port data lives with the loader (imported late: no cycle)
 
-    errors = err.errors()
+    # an unknown key first: a misspelt required field otherwise hides behind "required field is missing"
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = tuple(first["loc"])
     typ = first["type"]

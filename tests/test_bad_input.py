@@ -966,3 +966,15 @@ def test_a_misspelt_required_field_is_named_not_hidden_behind_the_missing_one(tm
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     assert f"{field}: unknown key; did you mean '{hint}'?" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("factor", "ok"), [("2e0", True), ("1.5E0", True), ("abc", False), (".nan", False)])
+def test_scale_takes_a_number_written_in_exponent_form(factor, ok) -> None:
+    """``--set ...={scale: 2e0}`` (text to YAML) scales like ``{scale: 2}``; no number, or nan: refused."""
+    base = load_scenario(BASELINE).ports["antwerp"].inspection_rate
+    overrides = dict([parse_override(f"ports.antwerp.inspection_rate={{scale: {factor}}}")])
+    if ok:
+        assert load_scenario(BASELINE, overrides=overrides).ports["antwerp"].inspection_rate == base * float(factor)
+    else:
+        with pytest.raises(ConfigError, match="scale needs a number"):
+            load_scenario(BASELINE, overrides=overrides)

@@ -196,7 +196,7 @@ def summary_table(summary: dict, weeks_eval: int) -> str:
         )
     ci = m["seized_kg"]["ci95"]
     ci_txt = (
-        f" (95% CI {_t_per_year(ci[0], weeks_eval).strip()}-{_t_per_year(ci[1], weeks_eval).strip()})"
+        f" (95% CI {_t_per_year(ci[0], weeks_eval).strip()} to {_t_per_year(ci[1], weeks_eval).strip()})"
         if ci[0] is not None
         else ""
     )

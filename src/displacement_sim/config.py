@@ -18,6 +18,7 @@ Every failure is a :class:`~.errors.ConfigError` naming the file and field.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -333,15 +334,25 @@ def apply_path(data: dict[str, Any], path: str, value: Any, *, where: str = "") 
             node = child
         last = keys[-1]
         if isinstance(value, Mapping) and set(value) == {"scale"}:
-            factor = value["scale"]
+            factor = _number(value["scale"])
             current = node.get(last, _schema_default(keys))
-            if isinstance(factor, bool) or not isinstance(factor, int | float):
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor):
                 raise ConfigError("scale needs a number", field=label, given=factor, allowed="a number")
             if isinstance(current, bool) or not isinstance(current, int | float):
                 raise ConfigError("can only scale a number", field=label, given=current, allowed="a numeric field")
             node[last] = current * factor
         else:
             node[last] = copy.deepcopy(value)
+
+
+def _number(x: Any) -> Any:
+    """A number written as text (YAML reads ``2e0`` as text) as a float, as the schema reads numbers; else ``x``."""
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return x
+    return x
 
 
 def _schema_default(keys: list[str]) -> Any:

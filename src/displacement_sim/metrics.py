@@ -174,10 +174,11 @@ class Recorder:
         self.with_bands = bands
         self.mergeable = mergeable
         # the keys whose weekly series are kept: every key, or the bands' own when they are deferred
-        self.series_keys = None if keep_series else (_KEPT_FOR_BANDS if mergeable and bands else ())
+        defers = Recorder.defers_bands(keep_series, bands, mergeable)
+        self.series_keys = None if keep_series else (_KEPT_FOR_BANDS if defers else ())
         # each key's weeks: a list in memory, or (the bands' own series) spilled to a file, or joined by a merge
         self.series: dict[str, list[np.ndarray] | _SpilledWeeks | _JoinedWeeks] = {}
-        if spill_dir is not None and self.series_keys == _KEPT_FOR_BANDS:
+        if spill_dir is not None and defers:
             self.series = {k: _SpilledWeeks(spill_dir) for k in _KEPT_FOR_BANDS}
         self.weeks_seen = 0
         self.consumed = False  # merged into another recorder (Recorder.concatenate)
@@ -197,6 +198,11 @@ class Recorder:
             if self.series_keys is None or k in self.series_keys:
                 self.series.setdefault(k, []).append(v.copy())
         self.weeks_seen = max(self.weeks_seen, week + 1)
+
+    @staticmethod
+    def defers_bands(keep_series: bool, bands: bool, mergeable: bool) -> bool:
+        """Whether a recorder so made keeps only the bands' own series (the ones ``spill_dir`` writes to files)."""
+        return mergeable and bands and not keep_series
 
     @staticmethod
     def spill_bytes(weeks: int, n_ports: int) -> int:

@@ -77,7 +77,7 @@ def run_batch(
     reps = np.arange(first, first + int(replications))
     split = len(reps) > group  # the groups' bands are computed once, over every replication (exact)
     n_ports = len(plan.params[0].port_ids)
-    spill = _spill_dir(len(reps), plan.weeks, n_ports) if split and bands and not keep_series else None
+    spill = _spill_dir(len(reps), plan.weeks, n_ports) if Recorder.defers_bands(keep_series, bands, split) else None
     parts: list[Recorder] = []
     try:
         for lo in range(0, len(reps), group):

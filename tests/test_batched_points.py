@@ -385,3 +385,67 @@ def test_shipment_streams_read_or_drawn_give_the_same_batch(monkeypatch) -> None
     for drawn, read in zip(results["drawn"], results["read"], strict=True):
         assert_same_result(drawn, read)
     assert results["read"][0].metrics["seized_kg"].sum() > 0
+
+
+EVENTFUL = {  # cases, action-day shocks, joint teams and successors within a short run
+    **BASE,
+    "enforcement": {**BASE["enforcement"], "hvt": {"coordination": "joint_team"}},
+    "shocks": [
+        {"week": 20, "agency": "BE", "share_networks": 0.7, "level": 0.9, "action_day": True},
+        {"week": 35, "agency": "NL", "share_networks": 0.5, "level": 0.8},
+    ],
+    "succession": {"lag_weeks": 2, "psi": 0.7, "entry_rate": 0.2},
+}
+
+
+def _drawn_and_read(monkeypatch, cfg, replications: int = 6):
+    """The batch with every row's event blocks drawn whole, and with only the cells read computed."""
+    from displacement_sim import vectorized
+
+    out = {}
+    for path, threshold in (("drawn", 1), ("read", 10**9)):
+        monkeypatch.setattr(vectorized, "ROWS_PER_DRAWN_STREAM", threshold)
+        out[path] = run_batch(cfg, replications, seed=13, keep_series=True)
+    return out["drawn"], out["read"]
+
+
+def test_event_blocks_read_where_used_give_the_drawn_blocks_numbers(monkeypatch) -> None:
+    """Investigation and succession blocks: computing only the cells steps 7-9 read changes no number.
+
+    ``cooperation.investigation_reads`` and ``succession_reads`` name those cells; the
+    run has every reader (cases opening and ending, action-day and plain shocks, joint
+    teams, successors and entrants), so a cell read outside them (NaN) would show.
+    """
+    drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
+    for k in drawn.series:
+        assert np.array_equal(drawn.series[k], read.series[k], equal_nan=True), k
+    m = read.metrics
+    for event in ("cases_opened", "dismantled", "successors", "entrants"):
+        key = next(k for k in m if k.startswith(event))
+        assert np.nansum(m[key]) > 0, f"no {event} in the run: the test would not see a wrong read"
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # a NaN duration, the point of the test
+@pytest.mark.parametrize("column", [0, 1, 2, 3])
+def test_a_cell_missing_from_the_investigation_reads_is_seen(monkeypatch, column: int) -> None:
+    """The check above fails when ``investigation_reads`` leaves out any one of its columns."""
+    from displacement_sim import cooperation as co
+
+    full = co.investigation_reads
+
+    def fewer(*args):
+        need = full(*args).copy()
+        need[..., column] = False
+        return need
+
+    monkeypatch.setattr(co, "investigation_reads", fewer)
+    drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
+    assert not all(np.array_equal(drawn.series[k], read.series[k], equal_nan=True) for k in drawn.series)
+
+
+def test_a_cell_missing_from_the_succession_reads_is_seen(monkeypatch) -> None:
+    from displacement_sim import cooperation as co
+
+    monkeypatch.setattr(co, "succession_reads", lambda cp, st, week, alive: np.zeros((*alive.shape, 7), dtype=bool))
+    drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
+    assert not all(np.array_equal(drawn.series[k], read.series[k], equal_nan=True) for k in drawn.series)

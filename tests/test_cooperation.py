@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -516,12 +517,21 @@ def _nexus_reference(cp, st):
     return (w[0] * landed_share + w[1] * home + w[2] * evidence) / total, involved.sum(axis=-2) >= 2
 
 
+def libm_exp(x: np.ndarray) -> np.ndarray:
+    """The C library's ``exp`` (Python's ``math.exp``), which the compiled loops call, element by element.
+
+    numpy's own ``exp`` may differ from it by an ulp (its SIMD versions, e.g. with AVX-512,
+    are not the C library's), and these references put draws exactly at the hazard.
+    """
+    return np.vectorize(math.exp, otypes=[float])(x)
+
+
 def _open_cases_reference(cp, st, week, u_open, u_dur, alive, hvt, ev) -> None:
     """The original numpy ``_open_cases`` (whole arrays), verbatim."""
     nx, shared = _nexus_reference(cp, st)
     rule = co.COORDINATION[cp.coordination]
     for a in range(cp.n_agencies):
-        hazard = 1.0 - np.exp(-co.at(cp.open_rate[..., a], alive.ndim) * st.intel[..., a, :] * nx[..., a, :])
+        hazard = 1.0 - libm_exp(-co.at(cp.open_rate[..., a], alive.ndim) * st.intel[..., a, :] * nx[..., a, :])
         free = np.maximum(cp.case_units[a] - st.case_on[..., a, :].sum(axis=-1), 0)
         candidate = alive & hvt & ~st.case_on[..., a, :]
         ctx = co.ModeContext(cp, st, a, week, nx, shared)
@@ -698,7 +708,7 @@ def test_draws_at_the_hazard_open_cases_as_the_numpy_equations(seed, lead, mode)
     st_a.landed = np.where(rng.random(shape) < 0.3, 0.0, rng.exponential(1.0, shape))
     st_b = copy.deepcopy(st_a)
     nx = _nexus_reference(cp, st_a)[0]
-    hazard = np.stack([1.0 - np.exp(-cp.open_rate[a] * st_a.intel[..., a, :] * nx[..., a, :]) for a in range(2)], -2)
+    hazard = np.stack([1.0 - libm_exp(-cp.open_rate[a] * st_a.intel[..., a, :] * nx[..., a, :]) for a in range(2)], -2)
     u_open = np.where(rng.random(shape) < 0.5, hazard, np.nextafter(hazard, 0.0))  # at, or one ulp below
     every = np.ones((*lead, n), bool)
     ev = _assert_open_cases_as_reference(cp, st_a, st_b, week, u_open, rng.random(shape), every, every)

@@ -94,3 +94,46 @@ def test_a_numpy_that_disagrees_is_refused() -> None:
 def test_other_bit_generators_are_refused() -> None:
     with pytest.raises(TypeError, match="PCG64 generator is needed, not Philox"):
         pcg64.state_of(np.random.Generator(np.random.Philox(1)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 6),
+    blocks=st.integers(1, 3),
+    width=st.integers(1, 12),
+    density=st.floats(0.0, 1.0),
+    weeks=st.integers(1, 3),
+)
+def test_read_cells_are_numpys_at_their_places(seed, rows, blocks, width, density, weeks) -> None:
+    """The chosen cells of each row's weekly draw are numpy's numbers there; the other cells are left alone.
+
+    With more than one block a gap can be longer than the jump table (``width``), so it is
+    jumped in several strides.
+    """
+    rng = np.random.default_rng(seed)
+    n_streams = 3
+    streams = pcg64.SkipStreams([generator(seed, 0, d, Stream.SUCCESSION) for d in range(n_streams)], blocks, width)
+    copies = [generator(seed, 0, d, Stream.SUCCESSION) for d in range(n_streams)]
+    index = rng.integers(0, n_streams, rows)  # rows may share a stream
+    for _week in range(weeks):
+        need = rng.random((rows, blocks * width)) < density
+        out = np.full(need.shape, -1.0)
+        streams.read(index, np.flatnonzero(need), out)
+        drawn = np.stack([g.random(blocks * width) for g in copies])[index]  # as the Mesa engine draws them
+        np.testing.assert_array_equal(out[need], drawn[need])
+        assert np.all(out[~need] == -1.0)
+        streams.advance()
+
+
+def test_read_cells_refuses_what_it_cannot_read() -> None:
+    streams = pcg64.SkipStreams([generator(1, 0, 0, Stream.SUCCESSION)], 1, 4)
+    out = np.empty((2, 4))
+    with pytest.raises(ValueError, match="increasing flat indices"):
+        streams.read([0, 0], np.array([3, 1]), out)
+    with pytest.raises(ValueError, match="increasing flat indices"):
+        streams.read([0, 0], np.array([8]), out)
+    with pytest.raises(ValueError, match="stream index out of range"):
+        streams.read([0, 1], np.array([1]), out)
+    with pytest.raises(ValueError, match="C-ordered float64 of shape"):
+        streams.read([0, 0], np.array([1]), np.empty((2, 5)))

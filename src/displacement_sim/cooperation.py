@@ -39,7 +39,9 @@ __all__ = [
     "intel_by_agency",
     "intel_inputs",
     "investigate",
+    "investigation_reads",
     "succession",
+    "succession_reads",
 ]
 
 PENDING_WEEKS = 53  # ring buffer of shared intel in transit (delay_weeks <= 52)
@@ -808,6 +810,36 @@ def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndar
     return joint
 
 
+def investigation_reads(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray, hvt: np.ndarray) -> np.ndarray:
+    """The cells of the week's investigation block ``(L, A, N, len(INVESTIGATION_COLUMNS))`` read in steps 7-8, or more.
+
+    Taken before :func:`apply_shocks` and :func:`investigate`, from the state they start from:
+
+    - *shock*: an agency's column for live networks, in a week it has a shock;
+    - *success*: cases ending this week (:func:`_resolve`), and every open case in a week
+      with an action-day shock, which can end a case now;
+    - *open* and *duration*: live high-value targets, the only networks on which a case
+      opens (:func:`_open_rows`; the duration is read for the new cases). Dismantling
+      only ever takes networks out, so those live after step 8's resolutions are among them.
+
+    The vectorized engine computes only these cells of the block (:meth:`pcg64.SkipStreams.read`),
+    the Mesa model draws it whole; a cell read outside them would be NaN, and the engines'
+    equivalence tests would fail.
+    """
+    lead, n_net = alive.shape[:-1], alive.shape[-1]
+    need = np.zeros((*lead, cp.n_agencies, n_net, len(INVESTIGATION_COLUMNS)), dtype=bool)
+    action_day = False
+    for s_week, agency, _share, _level, action in cp.shocks:
+        if s_week == week:
+            need[..., agency, :, 3] |= alive
+            action_day = action_day or action
+    need[..., 2] = st.case_on & ((st.t_case_end == week) | action_day)
+    targets = (alive & hvt)[..., None, :]
+    need[..., 0] = targets
+    need[..., 1] = targets
+    return need
+
+
 def investigate(
     cp: CoopParams, st: CoopState, week: int, u: np.ndarray, alive: np.ndarray, hvt: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -880,12 +912,30 @@ def succession(
     slot receives an entrant with probability ``entry_rate`` each week. Returns
     ``(successor, entrant)`` masks; the caller draws their attributes with :func:`new_networks`.
     """
-    due = ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week >= st.t_dismantled + cp.lag_weeks)
+    due = _succession_due(cp, st, week, alive)
     successor = due & (u[..., 0] < at(cp.psi, alive.ndim))
     st.vacant |= due & ~successor
     entrant = st.vacant & ~due & (u[..., 1] < at(cp.entry_rate, alive.ndim))
     st.vacant &= ~entrant
     return successor, entrant
+
+
+def _succession_due(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) -> np.ndarray:
+    """Slots whose network was dismantled ``lag_weeks`` ago or more and that are not yet decided."""
+    return ~alive & ~st.vacant & (st.t_dismantled >= 0) & (week >= st.t_dismantled + cp.lag_weeks)
+
+
+def succession_reads(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) -> np.ndarray:
+    """The cells of the week's succession block ``(L, N, len(SUCCESSION_COLUMNS))`` that step 9 reads, or more.
+
+    :func:`succession` reads a slot's draws only where it is due for a successor or
+    vacant, and :func:`new_networks` only those of the new networks, which are among
+    them. ``alive`` is the one :func:`succession` gets. The vectorized engine computes
+    only these cells of the block (:meth:`pcg64.SkipStreams.read`), the Mesa model draws it
+    whole; a cell read outside them would be NaN, and the engines' equivalence tests would fail.
+    """
+    due_or_vacant = _succession_due(cp, st, week, alive) | st.vacant
+    return np.broadcast_to(due_or_vacant[..., None], (*alive.shape, len(SUCCESSION_COLUMNS)))
 
 
 def new_networks(u: np.ndarray, net, successor: np.ndarray, old_home: np.ndarray) -> dict[str, np.ndarray]:

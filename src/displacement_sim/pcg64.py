@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types, uint64
+from numba import njit, types, uint64, void
 from numba.extending import intrinsic
 
-from ._jit import CACHE
+from ._jit import CACHE, F2, I1, U2, typed_loop
 
 __all__ = ["MULTIPLIER", "SkipStreams", "jump_table", "state_of", "uniforms"]
 
@@ -128,8 +128,9 @@ class SkipStreams:
     A stream's weekly draw is ``blocks`` blocks of ``width`` uniforms (one block per network
     slot). The compiled reader takes ``states`` (one row per stream: :func:`state_of`) and
     ``jumps`` (:func:`jump_table` for strides 0 to ``width``) and reads what it needs of each
-    block, jumping over the rest; :meth:`advance` then moves every stream to its next weekly
-    draw. The numbers are numpy's, checked against the first generator when constructed.
+    block, jumping over the rest; :meth:`read` does the same for a chosen set of cells of
+    each row's draw. :meth:`advance` then moves every stream to its next weekly draw. The
+    numbers are numpy's, checked against the first generator when constructed.
     """
 
     def __init__(self, generators: list[np.random.Generator], blocks: int, width: int):
@@ -140,12 +141,54 @@ class SkipStreams:
         if generators:
             _check_against_numpy(self.states[0], generators[0])
 
+    def read(self, index: np.ndarray, cells: np.ndarray, out: np.ndarray) -> None:
+        """Each row's weekly draw from stream ``index[row]`` at ``cells``, into ``out`` (rows, ``blocks x width``).
+
+        ``cells`` are flat indices into ``out`` in increasing order (``np.flatnonzero`` of a
+        mask); the other cells of ``out`` are left as they are. Each row's cells are
+        computed in order, jumping over the rest; the streams stay where they are
+        (:meth:`advance` moves them).
+        """
+        index = np.asarray(index, dtype=np.int64)
+        cells = np.asarray(cells, dtype=np.int64)
+        shape = (len(index), self.blocks * self.width)
+        if out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out needs to be writable C-ordered float64 of shape {shape}")
+        if len(index) and not 0 <= index.min() <= index.max() < len(self.states):
+            raise ValueError(f"stream index out of range for {len(self.states)} streams")
+        if len(cells) and not (cells[0] >= 0 and cells[-1] < out.size and np.all(np.diff(cells) > 0)):
+            raise ValueError("cells must be increasing flat indices into out")
+        _read_cells(self.states, index, self.jumps, cells, out)
+
     def advance(self, weeks: int = 1) -> None:
         """Move every stream on by ``weeks`` weekly draws (``blocks x width`` uniforms each)."""
         if weeks < 0:
             raise ValueError(f"streams only move forward: {weeks} weeks")
         for _ in range(weeks):
             _advance(self.states, self._week)
+
+
+@typed_loop(void(U2, I1, U2, I1, F2), cache=CACHE, nogil=True)
+def _read_cells(states, index, jumps, cells, out):
+    """:meth:`SkipStreams.read`: each row's stream's uniforms at its cells, in order."""
+    stride = jumps.shape[0] - 1  # the longest jump in the table
+    width = out.shape[1]
+    row = -1
+    sh = sl = ih = il = np.uint64(0)
+    at = 0  # the position of the state in the row's draw
+    for i in range(cells.size):
+        r, c = cells[i] // width, cells[i] % width
+        if r != row:  # a new row: its stream at the start of the draw
+            row, s = r, index[r]
+            sh, sl, ih, il = states[s, 0], states[s, 1], states[s, 2], states[s, 3]
+            at = 0
+        gap = c - at
+        while gap > 0:
+            k = min(gap, stride)
+            sh, sl = jump(sh, sl, ih, il, jumps, k)
+            gap -= k
+        sh, sl, out[r, c] = step(sh, sl, ih, il)
+        at = c + 1
 
 
 @njit(cache=CACHE)

@@ -21,12 +21,15 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
    ``kernel.trade``, right after each row ships (``cooperation._intel_row``, which the
    Mesa model reaches through ``gather_intel``); then the shocks (``cooperation.apply_shocks``);
 8. investigations: cases resolve, coordination, new cases;
-9. succession and entry;
+9. succession and entry (the uniforms of 8 and 9, like the shipments', are computed only
+   at the cells these steps read, ``cooperation.investigation_reads`` and
+   ``succession_reads``, unless the rows' streams are drawn whole);
 10. record (``kernel.week_record``, with the shipment sums ``kernel.trade`` took in its pass).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,11 +165,12 @@ class _Blocks:
             self.start = start
         return self.buffer[:, week - start], self.index
 
-    def week(self, week: int) -> np.ndarray:
+    def week(self, week: int, need: Callable[[], np.ndarray] | None = None) -> np.ndarray:
         """The week's block of each row ``(rows, *shape)``, valid until the next call.
 
         A view of the draw when no row shares its stream; otherwise the shared blocks are
         copied into one preallocated buffer (fresh pages every week would cost more than the copy).
+        ``need`` is not called: every cell is drawn (:class:`_ReadCells` computes only those it names).
         """
         blocks, index = self.shared(week)
         if self.identity:
@@ -198,6 +202,44 @@ class _ReadBlocks:
         return self.streams, self.index
 
 
+class _ReadCells:
+    """Each row's weekly blocks of one stream, of which only the cells a step reads are computed.
+
+    The investigation and succession blocks hold a few uniforms per network slot for events
+    that touch few slots in a week (a case opening on a high-value target, a successor in a
+    dismantled network's slot); drawing them whole was about 7% of a large batch's time.
+    :meth:`week` takes the step's cells to read (``cooperation.investigation_reads``,
+    ``succession_reads``) and computes those from the streams (:meth:`pcg64.SkipStreams.read`),
+    the same numbers as :class:`_Blocks` would draw, with NaN in the other cells.
+    """
+
+    def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...]):
+        self.index, gens = distinct_streams(seed, keys, stream)
+        self.shape = shape
+        self.streams, self.at = SkipStreams(gens, 1, int(np.prod(shape))), 0
+        self.buffer = np.full((len(keys), *shape), np.nan)  # every week's block, valid until the next call
+        self.written = np.empty(0, dtype=np.int64)  # the cells of the buffer that hold numbers
+
+    def week(self, week: int, need: Callable[[], np.ndarray]) -> np.ndarray:
+        """The week's block of each row ``(rows, *shape)``, computed at the cells ``need()`` (weeks come in order)."""
+        self.streams.advance(week - self.at)
+        self.at = week
+        flat = self.buffer.reshape(len(self.index), -1)
+        flat.flat[self.written] = np.nan  # last week's numbers out: NaN wherever need() is false
+        self.written = np.flatnonzero(need())
+        self.streams.read(self.index, self.written, flat)
+        return self.buffer
+
+
+def _reads_streams(keys: np.ndarray) -> bool:
+    """Whether rows compute the uniforms they read from their streams, or read blocks drawn whole.
+
+    Drawn whole only when ``ROWS_PER_DRAWN_STREAM`` rows or more share each stream
+    (common random numbers): each stream's block is then drawn once for all its rows.
+    """
+    return len(keys) < ROWS_PER_DRAWN_STREAM * len(np.unique(keys, axis=0))
+
+
 class _Group:
     """Rows of a batch stepped together, week by week: their state, random streams and parameters."""
 
@@ -207,14 +249,19 @@ class _Group:
         n = plan.n_slots
         n_agencies = plan.coop[0].n_agencies
         width = shipment_block_width(plan.l_max)
-        if len(keys) < ROWS_PER_DRAWN_STREAM * len(np.unique(keys, axis=0)):  # read: the uniforms of the loads shipped
-            self.shipments: _Blocks | _ReadBlocks = _ReadBlocks(seed, keys, n, width)
+        inv_shape = (n_agencies, n, len(co.INVESTIGATION_COLUMNS))
+        succ_shape = (n, len(co.SUCCESSION_COLUMNS))
+        self.shipments: _Blocks | _ReadBlocks
+        self.investigations: _Blocks | _ReadCells
+        self.successions: _Blocks | _ReadCells
+        if _reads_streams(keys):  # read: the uniforms of the loads shipped, the cells of the events
+            self.shipments = _ReadBlocks(seed, keys, n, width)
+            self.investigations = _ReadCells(seed, keys, Stream.INVESTIGATIONS, inv_shape)
+            self.successions = _ReadCells(seed, keys, Stream.SUCCESSION, succ_shape)
         else:  # many rows on each stream (common random numbers): each stream's blocks drawn once, read by all
             self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, width), plan.weeks)
-        self.investigations = _Blocks(
-            seed, keys, Stream.INVESTIGATIONS, (n_agencies, n, len(co.INVESTIGATION_COLUMNS)), plan.weeks
-        )
-        self.successions = _Blocks(seed, keys, Stream.SUCCESSION, (n, len(co.SUCCESSION_COLUMNS)), plan.weeks)
+            self.investigations = _Blocks(seed, keys, Stream.INVESTIGATIONS, inv_shape, plan.weeks)
+            self.successions = _Blocks(seed, keys, Stream.SUCCESSION, succ_shape, plan.weeks)
 
     def step(self, week: int, phase: int, phase_start: bool) -> dict[str, np.ndarray]:
         """Steps 2-10 of one week (the phase, step 1, is chosen by the caller); returns the week's record."""
@@ -254,12 +301,12 @@ class _Group:
         kx.check_load_bound(mean_loads, plan.lam_max)
         # 7. the intelligence shocks; 8. investigations
         active = st.alive.copy()  # the networks that traded this week
-        u_inv = self.investigations.week(week)
+        u_inv = self.investigations.week(week, lambda: co.investigation_reads(cp, st.coop, week, st.alive, st.hvt))
         co.apply_shocks(cp, st.coop, week, st.alive, u_inv[..., 3])
         events = co.investigate(cp, st.coop, week, u_inv, st.alive, st.hvt)
         # 9. succession and entry
         m_week, rate_week = st.m.copy(), st.rate.copy()
-        u_succ = self.successions.week(week)
+        u_succ = self.successions.week(week, lambda: co.succession_reads(cp, st.coop, week, st.alive))
         successor, entrant = co.succession(cp, st.coop, week, u_succ, st.alive)
         _renew(plan, st, successor, entrant, u_succ)
         events["successors"] = successor.sum(axis=1).astype(float)

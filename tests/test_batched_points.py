@@ -410,11 +410,11 @@ def _drawn_and_read(monkeypatch, cfg, replications: int = 6):
 
 
 def test_event_blocks_read_where_used_give_the_drawn_blocks_numbers(monkeypatch) -> None:
-    """Investigation and succession blocks: computing only the cells steps 7-9 read changes no number.
+    """Investigation and succession blocks: computing only the slots steps 7-9 read changes no number.
 
-    ``cooperation.investigation_reads`` and ``succession_reads`` name those cells; the
+    ``cooperation.investigation_reads`` and ``succession_reads`` name those slots; the
     run has every reader (cases opening and ending, action-day and plain shocks, joint
-    teams, successors and entrants), so a cell read outside them (NaN) would show.
+    teams, successors and entrants), so a read outside them (NaN) would show.
     """
     drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
     for k in drawn.series:
@@ -426,26 +426,24 @@ def test_event_blocks_read_where_used_give_the_drawn_blocks_numbers(monkeypatch)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # a NaN duration, the point of the test
-@pytest.mark.parametrize("column", [0, 1, 2, 3])
-def test_a_cell_missing_from_the_investigation_reads_is_seen(monkeypatch, column: int) -> None:
-    """The check above fails when ``investigation_reads`` leaves out any one of its columns."""
+@pytest.mark.parametrize("term", ["shock", "targets"])
+def test_a_slot_missing_from_the_investigation_reads_is_seen(monkeypatch, term: str) -> None:
+    """The check above fails when ``investigation_reads`` leaves out the slots of any one reader."""
     from displacement_sim import cooperation as co
 
-    full = co.investigation_reads
+    full = co.investigation_read_terms
 
     def fewer(*args):
-        need = full(*args).copy()
-        need[..., column] = False
-        return need
+        return {k: v & False if k == term else v for k, v in full(*args).items()}
 
-    monkeypatch.setattr(co, "investigation_reads", fewer)
+    monkeypatch.setattr(co, "investigation_read_terms", fewer)
     drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
     assert not all(np.array_equal(drawn.series[k], read.series[k], equal_nan=True) for k in drawn.series)
 
 
-def test_a_cell_missing_from_the_succession_reads_is_seen(monkeypatch) -> None:
+def test_a_slot_missing_from_the_succession_reads_is_seen(monkeypatch) -> None:
     from displacement_sim import cooperation as co
 
-    monkeypatch.setattr(co, "succession_reads", lambda cp, st, week, alive: np.zeros((*alive.shape, 7), dtype=bool))
+    monkeypatch.setattr(co, "succession_reads", lambda cp, st, week, alive: np.zeros(alive.shape, dtype=bool))
     drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
     assert not all(np.array_equal(drawn.series[k], read.series[k], equal_nan=True) for k in drawn.series)

@@ -100,40 +100,50 @@ def test_other_bit_generators_are_refused() -> None:
 @given(
     seed=st.integers(0, 2**32 - 1),
     rows=st.integers(1, 6),
-    blocks=st.integers(1, 3),
-    width=st.integers(1, 12),
+    outer=st.integers(1, 3),
+    slots=st.integers(1, 7),
+    width=st.integers(1, 5),
     density=st.floats(0.0, 1.0),
-    weeks=st.integers(1, 3),
+    weeks=st.integers(1, 4),
 )
-def test_read_cells_are_numpys_at_their_places(seed, rows, blocks, width, density, weeks) -> None:
-    """The chosen cells of each row's weekly draw are numpy's numbers there; the other cells are left alone.
+def test_read_slots_are_numpys_at_their_places(seed, rows, outer, slots, width, density, weeks) -> None:
+    """The chosen slots of each row's weekly draw are numpy's numbers there; last week's other slots become NaN.
 
-    With more than one block a gap can be longer than the jump table (``width``), so it is
-    jumped in several strides.
+    The jump table covers one block of ``width``; a gap over several slots is jumped in
+    several strides. Slots never read keep what the buffer held.
     """
     rng = np.random.default_rng(seed)
     n_streams = 3
-    streams = pcg64.SkipStreams([generator(seed, 0, d, Stream.SUCCESSION) for d in range(n_streams)], blocks, width)
-    copies = [generator(seed, 0, d, Stream.SUCCESSION) for d in range(n_streams)]
+    gens = [generator(seed, 0, d, Stream.INVESTIGATIONS) for d in range(n_streams)]
+    streams = pcg64.SkipStreams(gens, outer * slots, width)
+    copies = [generator(seed, 0, d, Stream.INVESTIGATIONS) for d in range(n_streams)]
     index = rng.integers(0, n_streams, rows)  # rows may share a stream
+    out = np.full((rows, outer, slots, width), -1.0)
+    stale = np.zeros((rows, slots), dtype=bool)
+    ever = np.zeros((rows, slots), dtype=bool)
     for _week in range(weeks):
-        need = rng.random((rows, blocks * width)) < density
-        out = np.full(need.shape, -1.0)
-        streams.read(index, np.flatnonzero(need), out)
-        drawn = np.stack([g.random(blocks * width) for g in copies])[index]  # as the Mesa engine draws them
-        np.testing.assert_array_equal(out[need], drawn[need])
-        assert np.all(out[~need] == -1.0)
+        need = rng.random((rows, slots)) < density
+        streams.read_slots(index, need, out, stale)
+        drawn = np.stack([g.random((outer, slots, width)) for g in copies])[index]  # as the Mesa engine draws them
+        cells = np.broadcast_to(need[:, None, :, None], out.shape)
+        np.testing.assert_array_equal(out[cells], drawn[cells])
+        before = np.broadcast_to((ever & ~need)[:, None, :, None], out.shape)
+        assert np.all(np.isnan(out[before]))  # read in an earlier week, not now: NaN
+        never = np.broadcast_to((~ever & ~need)[:, None, :, None], out.shape)
+        assert np.all(out[never] == -1.0)
+        np.testing.assert_array_equal(stale, need)
+        ever |= need
         streams.advance()
 
 
-def test_read_cells_refuses_what_it_cannot_read() -> None:
-    streams = pcg64.SkipStreams([generator(1, 0, 0, Stream.SUCCESSION)], 1, 4)
-    out = np.empty((2, 4))
-    with pytest.raises(ValueError, match="increasing flat indices"):
-        streams.read([0, 0], np.array([3, 1]), out)
-    with pytest.raises(ValueError, match="increasing flat indices"):
-        streams.read([0, 0], np.array([8]), out)
+def test_read_slots_refuses_what_it_cannot_read() -> None:
+    streams = pcg64.SkipStreams([generator(1, 0, 0, Stream.SUCCESSION)], 2, 3)
+    out, need, stale = np.empty((2, 1, 2, 3)), np.ones((2, 2), bool), np.zeros((2, 2), bool)
+    with pytest.raises(ValueError, match="cells for 2 rows"):
+        streams.read_slots([0, 0], need, np.empty((2, 1, 2, 4)), stale)
+    with pytest.raises(ValueError, match="C-ordered float64"):
+        streams.read_slots([0, 0], need, np.empty((2, 1, 2, 3), dtype=np.float32), stale)
+    with pytest.raises(ValueError, match="need and stale need the shape"):
+        streams.read_slots([0, 0], np.ones((2, 3), bool), out, stale)
     with pytest.raises(ValueError, match="stream index out of range"):
-        streams.read([0, 1], np.array([1]), out)
-    with pytest.raises(ValueError, match="C-ordered float64 of shape"):
-        streams.read([0, 0], np.array([1]), np.empty((2, 5)))
+        streams.read_slots([0, 1], need, out, stale)

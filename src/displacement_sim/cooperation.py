@@ -39,6 +39,7 @@ __all__ = [
     "intel_by_agency",
     "intel_inputs",
     "investigate",
+    "investigation_read_terms",
     "investigation_reads",
     "succession",
     "succession_reads",
@@ -810,34 +811,34 @@ def _form_joint_teams(cp: CoopParams, st: CoopState, a: int, candidates: np.ndar
     return joint
 
 
-def investigation_reads(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray, hvt: np.ndarray) -> np.ndarray:
-    """The cells of the week's investigation block ``(L, A, N, len(INVESTIGATION_COLUMNS))`` read in steps 7-8, or more.
+def investigation_read_terms(
+    cp: CoopParams, st: CoopState, week: int, alive: np.ndarray, hvt: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Why steps 7-8 read a network slot's investigation uniforms this week: one mask ``(L, N)`` per reader.
 
     Taken before :func:`apply_shocks` and :func:`investigate`, from the state they start from:
 
-    - *shock*: an agency's column for live networks, in a week it has a shock;
-    - *success*: cases ending this week (:func:`_resolve`), and every open case in a week
-      with an action-day shock, which can end a case now;
-    - *open* and *duration*: live high-value targets, the only networks on which a case
-      opens (:func:`_open_rows`; the duration is read for the new cases). Dismantling
-      only ever takes networks out, so those live after step 8's resolutions are among them.
-
-    The vectorized engine computes only these cells of the block (:meth:`pcg64.SkipStreams.read`),
-    the Mesa model draws it whole; a cell read outside them would be NaN, and the engines'
-    equivalence tests would fail.
+    - ``shock``: live networks, in a week with a shock (:func:`apply_shocks`);
+    - ``targets``: live high-value targets. A case opens only on one (:func:`_open_rows`;
+      the duration is read for the new cases), and a case's success draw is read only
+      while its network is live (:func:`_resolve`), so the cases ending this week, action
+      days included, are on these slots too: a slot's cases are cleared when a new
+      network takes it (:func:`reset_slots`). Dismantling only ever takes networks out,
+      so the networks live at each read are among those live now.
     """
-    lead, n_net = alive.shape[:-1], alive.shape[-1]
-    need = np.zeros((*lead, cp.n_agencies, n_net, len(INVESTIGATION_COLUMNS)), dtype=bool)
-    action_day = False
-    for s_week, agency, _share, _level, action in cp.shocks:
-        if s_week == week:
-            need[..., agency, :, 3] |= alive
-            action_day = action_day or action
-    need[..., 2] = st.case_on & ((st.t_case_end == week) | action_day)
-    targets = (alive & hvt)[..., None, :]
-    need[..., 0] = targets
-    need[..., 1] = targets
-    return need
+    return {"shock": alive & any(shock[0] == week for shock in cp.shocks), "targets": alive & hvt}
+
+
+def investigation_reads(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray, hvt: np.ndarray) -> np.ndarray:
+    """The network slots ``(L, N)`` whose uniforms of the week's investigation block steps 7-8 read, or more.
+
+    A slot's uniforms are its cells for every agency and column of the block ``(L, A, N,
+    len(INVESTIGATION_COLUMNS))``; the slots are those of :func:`investigation_read_terms`.
+    The vectorized engine computes only these (:meth:`pcg64.SkipStreams.read_slots`), the
+    Mesa model draws the block whole; a cell read outside them would be NaN, and the
+    engines' equivalence tests would fail.
+    """
+    return np.logical_or.reduce(list(investigation_read_terms(cp, st, week, alive, hvt).values()))
 
 
 def investigate(
@@ -926,16 +927,16 @@ def _succession_due(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray)
 
 
 def succession_reads(cp: CoopParams, st: CoopState, week: int, alive: np.ndarray) -> np.ndarray:
-    """The cells of the week's succession block ``(L, N, len(SUCCESSION_COLUMNS))`` that step 9 reads, or more.
+    """The network slots ``(L, N)`` whose uniforms of the week's succession block step 9 reads, or more.
 
     :func:`succession` reads a slot's draws only where it is due for a successor or
     vacant, and :func:`new_networks` only those of the new networks, which are among
     them. ``alive`` is the one :func:`succession` gets. The vectorized engine computes
-    only these cells of the block (:meth:`pcg64.SkipStreams.read`), the Mesa model draws it
-    whole; a cell read outside them would be NaN, and the engines' equivalence tests would fail.
+    only these slots of the block (:meth:`pcg64.SkipStreams.read_slots`), the Mesa model
+    draws it whole; a cell read outside them would be NaN, and the engines' equivalence
+    tests would fail.
     """
-    due_or_vacant = _succession_due(cp, st, week, alive) | st.vacant
-    return np.broadcast_to(due_or_vacant[..., None], (*alive.shape, len(SUCCESSION_COLUMNS)))
+    return _succession_due(cp, st, week, alive) | st.vacant
 
 
 def new_networks(u: np.ndarray, net, successor: np.ndarray, old_home: np.ndarray) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ from llvmlite import ir
 from numba import njit, types, uint64, void
 from numba.extending import intrinsic
 
-from ._jit import CACHE, F2, I1, U2, typed_loop
+from ._jit import B2, CACHE, F4, I1, U2, typed_loop
 
 __all__ = ["MULTIPLIER", "SkipStreams", "jump_table", "state_of", "uniforms"]
 
@@ -128,7 +128,7 @@ class SkipStreams:
     A stream's weekly draw is ``blocks`` blocks of ``width`` uniforms (one block per network
     slot). The compiled reader takes ``states`` (one row per stream: :func:`state_of`) and
     ``jumps`` (:func:`jump_table` for strides 0 to ``width``) and reads what it needs of each
-    block, jumping over the rest; :meth:`read` does the same for a chosen set of cells of
+    block, jumping over the rest; :meth:`read_slots` does the same for chosen slots of
     each row's draw. :meth:`advance` then moves every stream to its next weekly draw. The
     numbers are numpy's, checked against the first generator when constructed.
     """
@@ -141,24 +141,28 @@ class SkipStreams:
         if generators:
             _check_against_numpy(self.states[0], generators[0])
 
-    def read(self, index: np.ndarray, cells: np.ndarray, out: np.ndarray) -> None:
-        """Each row's weekly draw from stream ``index[row]`` at ``cells``, into ``out`` (rows, ``blocks x width``).
+    def read_slots(self, index: np.ndarray, need: np.ndarray, out: np.ndarray, stale: np.ndarray) -> None:
+        """Each row's weekly draw from stream ``index[row]``, as ``out`` ``(rows, outer, N, C)``, at the slots ``need``.
 
-        ``cells`` are flat indices into ``out`` in increasing order (``np.flatnonzero`` of a
-        mask); the other cells of ``out`` are left as they are. Each row's cells are
-        computed in order, jumping over the rest; the streams stay where they are
-        (:meth:`advance` moves them).
+        The draw of ``blocks x width`` uniforms is read as ``outer`` blocks of ``N`` slots of ``C``
+        uniforms (an investigation block: agencies, network slots, columns). For each
+        slot ``n`` with ``need[row, n]``, its ``C`` uniforms in every outer block are computed
+        (numpy's numbers at their places, jumping over the rest); the slots in ``stale``
+        (those written by the last call) and not needed now are set to NaN, so a read of
+        a slot not asked for cannot pass as a number; ``stale`` becomes ``need``. The
+        streams stay where they are (:meth:`advance` moves them).
         """
         index = np.asarray(index, dtype=np.int64)
-        cells = np.asarray(cells, dtype=np.int64)
-        shape = (len(index), self.blocks * self.width)
-        if out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError(f"out needs to be writable C-ordered float64 of shape {shape}")
-        if len(index) and not 0 <= index.min() <= index.max() < len(self.states):
+        rows, outer, n_slots, width = out.shape
+        if outer * n_slots * width != self.blocks * self.width or len(index) != rows:
+            raise ValueError(f"{out.shape} cells for {len(index)} rows of {self.blocks} x {self.width} uniforms")
+        if not (out.dtype == np.float64 and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("out needs to be writable C-ordered float64")
+        if need.shape != (rows, n_slots) or stale.shape != (rows, n_slots) or not stale.flags.c_contiguous:
+            raise ValueError(f"need and stale need the shape {(rows, n_slots)}")
+        if rows and not 0 <= index.min() <= index.max() < len(self.states):
             raise ValueError(f"stream index out of range for {len(self.states)} streams")
-        if len(cells) and not (cells[0] >= 0 and cells[-1] < out.size and np.all(np.diff(cells) > 0)):
-            raise ValueError("cells must be increasing flat indices into out")
-        _read_cells(self.states, index, self.jumps, cells, out)
+        _read_slots(self.states, index, self.jumps, np.ascontiguousarray(need, dtype=np.bool_), out, stale)
 
     def advance(self, weeks: int = 1) -> None:
         """Move every stream on by ``weeks`` weekly draws (``blocks x width`` uniforms each)."""
@@ -168,27 +172,31 @@ class SkipStreams:
             _advance(self.states, self._week)
 
 
-@typed_loop(void(U2, I1, U2, I1, F2), cache=CACHE, nogil=True)
-def _read_cells(states, index, jumps, cells, out):
-    """:meth:`SkipStreams.read`: each row's stream's uniforms at its cells, in order."""
+@typed_loop(void(U2, I1, U2, B2, F4, B2), cache=CACHE, nogil=True)
+def _read_slots(states, index, jumps, need, out, stale):
+    """:meth:`SkipStreams.read_slots`: each row's uniforms at its slots, in the order of the draw."""
+    n_rows, outer, n_slots, width = out.shape
     stride = jumps.shape[0] - 1  # the longest jump in the table
-    width = out.shape[1]
-    row = -1
-    sh = sl = ih = il = np.uint64(0)
-    at = 0  # the position of the state in the row's draw
-    for i in range(cells.size):
-        r, c = cells[i] // width, cells[i] % width
-        if r != row:  # a new row: its stream at the start of the draw
-            row, s = r, index[r]
-            sh, sl, ih, il = states[s, 0], states[s, 1], states[s, 2], states[s, 3]
-            at = 0
-        gap = c - at
-        while gap > 0:
-            k = min(gap, stride)
-            sh, sl = jump(sh, sl, ih, il, jumps, k)
-            gap -= k
-        sh, sl, out[r, c] = step(sh, sl, ih, il)
-        at = c + 1
+    for r in range(n_rows):
+        s = index[r]
+        sh, sl, ih, il = states[s, 0], states[s, 1], states[s, 2], states[s, 3]
+        at = 0  # the position of the state in the row's draw
+        for o in range(outer):
+            for n in range(n_slots):
+                if need[r, n]:
+                    gap = (o * n_slots + n) * width - at
+                    while gap > 0:
+                        k = min(gap, stride)
+                        sh, sl = jump(sh, sl, ih, il, jumps, k)
+                        gap -= k
+                    for c in range(width):
+                        sh, sl, out[r, o, n, c] = step(sh, sl, ih, il)
+                    at = (o * n_slots + n + 1) * width
+                elif stale[r, n]:
+                    for c in range(width):
+                        out[r, o, n, c] = np.nan
+        for n in range(n_slots):
+            stale[r, n] = need[r, n]
 
 
 @njit(cache=CACHE)

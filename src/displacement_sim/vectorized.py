@@ -22,7 +22,7 @@ Step order of a week (DESIGN.md section 3), each phase a function below:
    Mesa model reaches through ``gather_intel``); then the shocks (``cooperation.apply_shocks``);
 8. investigations: cases resolve, coordination, new cases;
 9. succession and entry (the uniforms of 8 and 9, like the shipments', are computed only
-   at the cells these steps read, ``cooperation.investigation_reads`` and
+   for the network slots these steps read, ``cooperation.investigation_reads`` and
    ``succession_reads``, unless the rows' streams are drawn whole);
 10. record (``kernel.week_record``, with the shipment sums ``kernel.trade`` took in its pass).
 """
@@ -170,7 +170,7 @@ class _Blocks:
 
         A view of the draw when no row shares its stream; otherwise the shared blocks are
         copied into one preallocated buffer (fresh pages every week would cost more than the copy).
-        ``need`` is not called: every cell is drawn (:class:`_ReadCells` computes only those it names).
+        ``need`` is not called: every cell is drawn (:class:`_ReadSlots` computes only the slots it names).
         """
         blocks, index = self.shared(week)
         if self.identity:
@@ -202,32 +202,31 @@ class _ReadBlocks:
         return self.streams, self.index
 
 
-class _ReadCells:
-    """Each row's weekly blocks of one stream, of which only the cells a step reads are computed.
+class _ReadSlots:
+    """Each row's weekly blocks of one stream, of which only the slots a step reads are computed.
 
     The investigation and succession blocks hold a few uniforms per network slot for events
     that touch few slots in a week (a case opening on a high-value target, a successor in a
     dismantled network's slot); drawing them whole was about 7% of a large batch's time.
-    :meth:`week` takes the step's cells to read (``cooperation.investigation_reads``,
-    ``succession_reads``) and computes those from the streams (:meth:`pcg64.SkipStreams.read`),
-    the same numbers as :class:`_Blocks` would draw, with NaN in the other cells.
+    :meth:`week` takes the slots the step reads (``cooperation.investigation_reads``,
+    ``succession_reads``) and computes their uniforms from the streams
+    (:meth:`pcg64.SkipStreams.read_slots`), the same numbers as :class:`_Blocks` would draw,
+    with NaN in the other slots.
     """
 
     def __init__(self, seed: int, keys: np.ndarray, stream: Stream, shape: tuple[int, ...]):
         self.index, gens = distinct_streams(seed, keys, stream)
-        self.shape = shape
+        self.shape = shape  # (N, C) or (outer, N, C)
         self.streams, self.at = SkipStreams(gens, 1, int(np.prod(shape))), 0
         self.buffer = np.full((len(keys), *shape), np.nan)  # every week's block, valid until the next call
-        self.written = np.empty(0, dtype=np.int64)  # the cells of the buffer that hold numbers
+        self.stale = np.zeros((len(keys), shape[-2]), dtype=bool)  # the slots of the buffer that hold numbers
 
     def week(self, week: int, need: Callable[[], np.ndarray]) -> np.ndarray:
-        """The week's block of each row ``(rows, *shape)``, computed at the cells ``need()`` (weeks come in order)."""
+        """The week's block of each row ``(rows, *shape)``, computed at the slots ``need()`` (weeks come in order)."""
         self.streams.advance(week - self.at)
         self.at = week
-        flat = self.buffer.reshape(len(self.index), -1)
-        flat.flat[self.written] = np.nan  # last week's numbers out: NaN wherever need() is false
-        self.written = np.flatnonzero(need())
-        self.streams.read(self.index, self.written, flat)
+        rows, (n_slots, width) = len(self.index), self.shape[-2:]
+        self.streams.read_slots(self.index, need(), self.buffer.reshape(rows, -1, n_slots, width), self.stale)
         return self.buffer
 
 
@@ -252,12 +251,12 @@ class _Group:
         inv_shape = (n_agencies, n, len(co.INVESTIGATION_COLUMNS))
         succ_shape = (n, len(co.SUCCESSION_COLUMNS))
         self.shipments: _Blocks | _ReadBlocks
-        self.investigations: _Blocks | _ReadCells
-        self.successions: _Blocks | _ReadCells
+        self.investigations: _Blocks | _ReadSlots
+        self.successions: _Blocks | _ReadSlots
         if _reads_streams(keys):  # read: the uniforms of the loads shipped, the cells of the events
             self.shipments = _ReadBlocks(seed, keys, n, width)
-            self.investigations = _ReadCells(seed, keys, Stream.INVESTIGATIONS, inv_shape)
-            self.successions = _ReadCells(seed, keys, Stream.SUCCESSION, succ_shape)
+            self.investigations = _ReadSlots(seed, keys, Stream.INVESTIGATIONS, inv_shape)
+            self.successions = _ReadSlots(seed, keys, Stream.SUCCESSION, succ_shape)
         else:  # many rows on each stream (common random numbers): each stream's blocks drawn once, read by all
             self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, width), plan.weeks)
             self.investigations = _Blocks(seed, keys, Stream.INVESTIGATIONS, inv_shape, plan.weeks)

@@ -344,11 +344,15 @@ def nested_logit_row(u, coef, lam, v_else, v_hold, order, nest_of, work, out):
         x = top[g] - shift
         top[g] = 1.0 if x == 0.0 else math.exp(x)
         t += top[g]
+    for g in range(n_nests + 2):  # each nest's share P(k), once per nest rather than once per port
+        top[g] = top[g] / t
     out[:n_ports] = 0.0
     for i in range(order.size):
-        out[order[i]] = (top[nest_of[i]] / t) * (e[i] / total[nest_of[i]])
-    out[n_ports] = top[n_nests] / t
-    out[n_ports + 1] = top[n_nests + 1] / t
+        g = nest_of[i]
+        # P(k) P(p | k); x / 1 is x exactly, so a one-port nest (e = total = 1) skips the division
+        out[order[i]] = top[g] * (e[i] if total[g] == 1.0 else e[i] / total[g])
+    out[n_ports] = top[n_nests]
+    out[n_ports + 1] = top[n_nests + 1]
 
 
 @typed_loop(void(F2, F1, F1, F1, F1, I1, I1, int64, F2), cache=CACHE, nogil=True, error_model="numpy")

@@ -353,6 +353,7 @@ CASES = [
         field="warmup_weeks",
         given="60",
         allowed="0 to 59",
+        also=("from --weeks 60",),  # the horizon the file does not say
     ),
     Case(
         "unknown_buffer_port",
@@ -489,6 +490,13 @@ CASES = [
         allowed="kind one of hub, inland, regional",
     ),
     Case(
+        "selector_matches_no_country",  # the codes are listed as written (BE, not be)
+        {"bad.yaml": _iv("ports[country=XX].inspection_rate", "0.2")},
+        field="interventions[0].set.ports[country=XX].inspection_rate",
+        given="'country=XX'",
+        allowed="country one of BE, DE, FR, NL",
+    ),
+    Case(
         "bad_selector_field",
         {"bad.yaml": _iv("ports[size=big].inspection_rate", "0.2")},
         field="interventions[0].set.ports[size=big].inspection_rate",
@@ -591,6 +599,45 @@ CASES = [
         field="displacement-sim run --first-replication",
         given=str(2**63),
         allowed="a whole number from 0 to 4,611,686,018,427,387,904",
+    ),
+    Case(
+        "out_empty",  # an empty --out would silently mean the default folder
+        {"bad.yaml": BASE},
+        extra=("--out", ""),
+        names=None,
+        field="displacement-sim run --out",
+        given="''",
+        allowed="a folder path",
+        also=("empty folder name",),
+    ),
+    Case(
+        "weeks_set_twice",  # the harness runs with --weeks 60
+        {"bad.yaml": BASE},
+        extra=("--set", "weeks=80"),
+        names=None,
+        field="--weeks",
+        given="'--weeks 60 and --set weeks=80'",
+        allowed="one of them",
+        also=("weeks is set twice",),
+    ),
+    Case(
+        "seed_set_twice",
+        {"bad.yaml": BASE},
+        extra=("--seed", "3", "--set", "seed=4"),
+        names=None,
+        field="--seed",
+        given="'--seed 3 and --set seed=4'",
+        allowed="one of them",
+    ),
+    Case(
+        "workers_beyond_the_cores",
+        {"bad.yaml": BASE},
+        cmd="sweep",
+        extra=("--workers", "100000"),
+        names=None,
+        field="displacement-sim sweep --workers",
+        given="100000",
+        allowed="a whole number from 1 to",
     ),
     Case(
         "engine_unknown",
@@ -935,11 +982,14 @@ def test_out_where_no_folder_can_be_made_is_refused_before_running(tmp_path, cap
 
 
 def test_the_resolved_config_has_the_seed_the_run_used(tmp_path, capsys) -> None:
-    """``run --seed`` wins over the scenario's (and a ``--set seed``): manifest and config agree, so a rerun matches."""
+    """``run --seed`` wins over the scenario's: manifest and config agree, so a rerun matches.
+
+    (A ``--set seed`` of the same value is allowed; a different one is refused: ``seed_set_twice``.)
+    """
     scenario = tmp_path / "ok.yaml"
     scenario.write_text(BASE, encoding="utf-8")
     out = tmp_path / "out"
-    assert main(["run", str(scenario), "--weeks", "60", "--seed", "9", "--set", "seed=5", "--out", str(out)]) == 0
+    assert main(["run", str(scenario), "--weeks", "60", "--seed", "9", "--set", "seed=9", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["seed"] == manifest["config"]["seed"] == 9
     again = tmp_path / "again"
@@ -978,3 +1028,22 @@ def test_scale_takes_a_number_written_in_exponent_form(factor, ok) -> None:
     else:
         with pytest.raises(ConfigError, match="scale needs a number"):
             load_scenario(BASELINE, overrides=overrides)
+
+
+def test_a_bad_scheduler_address_is_the_only_line_a_sweep_prints(tmp_path, capsys) -> None:
+    """The sweep's header goes out once its executor has started, so a bad ``--scheduler`` is one error line."""
+    experiment = str(ROOT / "experiments" / "sobol_key_parameters.yaml")
+    assert main(["sweep", experiment, "--scheduler", "notaurl", "--n", "2", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --scheduler: cannot connect"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_refuses_weeks_or_seed_set_twice(tmp_path, capsys) -> None:
+    for extra, option in (
+        (["--weeks", "60", "--set", "weeks=70"], "--weeks"),
+        (["--seed", "1", "--set", "seed=2"], "--seed"),
+    ):
+        assert main(["compare", str(BASELINE), str(BASELINE), "--replications", "2", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {option}: ") and "set twice" in err and err.count("\n") == 1, err

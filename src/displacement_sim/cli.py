@@ -103,6 +103,37 @@ def _positive(name: str) -> Callable[[str], int]:
 _seed = _at_least("--seed", 0)  # a root seed
 
 
+def out_folder(text: str) -> Path:
+    """An argparse type for ``--out``: a folder path (an empty one would silently mean the default)."""
+    if not text.strip():
+        raise _bad_value("empty folder name", text, "a folder path, or leave out --out for the default")
+    return Path(text)
+
+
+def option_override(overrides: dict[str, object], key: str, value: object, option: str) -> None:
+    """Put an option's value (``--weeks``) into the overrides, refusing a different ``--set`` of the same field."""
+    if value is None:
+        return
+    if key in overrides and overrides[key] != value:
+        raise ConfigError(
+            f"{key} is set twice, to different values",
+            field=option,
+            given=f"{option} {value} and --set {key}={overrides[key]}",
+            allowed="one of them (or the same value in both)",
+        )
+    overrides[key] = value
+
+
+def load_with_options(path: Path | str, overrides: dict[str, object], weeks: int | None) -> Scenario:
+    """:func:`load_scenario`, naming ``--weeks`` when the horizon it set is what the scenario cannot take."""
+    try:
+        return load_scenario(path, overrides=overrides)
+    except ConfigError as err:
+        if weeks is not None and err.field in ("weeks", "warmup_weeks", "override weeks", "override warmup_weeks"):
+            err.problem += f" (the horizon is {weeks} weeks, from --weeks {weeks})"
+        raise
+
+
 def check_out_dir(out: Path | None) -> None:
     """Refuse to write into an existing, non-empty folder (nothing is ever overwritten), or where none can be made."""
     from .results import check_out_creatable
@@ -245,12 +276,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_scenario
 
     overrides = _overrides(args.set)
-    if args.weeks is not None:
-        overrides["weeks"] = args.weeks
-    if args.seed is not None:  # into the config, so the folder's resolved config has the seed the run used
-        overrides["seed"] = args.seed
-    cfg = load_scenario(args.scenario, overrides=overrides)
-    out = Path(args.out) if args.out else None
+    option_override(overrides, "weeks", args.weeks, "--weeks")
+    # the seed goes into the config, so the folder's resolved config has the seed the run used
+    option_override(overrides, "seed", args.seed, "--seed")
+    cfg = load_with_options(args.scenario, overrides, args.weeks)
+    out = args.out
     check_out_dir(out)
     seed = cfg.seed
     engine = args.engine or ("vectorized" if args.replications > 1 else "mesa")
@@ -297,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and --replications 1, replays replication K of a batch run with the same seed",
     )
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field (repeatable)")
-    p.add_argument("--out", default=None, help="results folder (default results/<scenario>-<timestamp>-<id>)")
+    p.add_argument(
+        "--out", type=out_folder, default=None, help="results folder (default results/<scenario>-<timestamp>-<id>)"
+    )
     p.set_defaults(func=cmd_run)
 
     for extra in _EXTRA_COMMANDS:

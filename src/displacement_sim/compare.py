@@ -681,7 +681,7 @@ def _wdq_observed(res: BatchResult, tgt: list[str], buf: list[str], boot: Bootst
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``displacement-sim compare`` (DESIGN.md section 6)."""
-    from .cli import _positive, _seed
+    from .cli import _positive, _seed, out_folder
 
     p = sub.add_parser("compare", help="compare scenarios against a control, paired by replication")
     p.add_argument("control", type=Path, help="the control scenario (the counterfactual)")
@@ -696,7 +696,9 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weeks", type=_positive("--weeks"), default=None, help="horizon for every scenario")
     p.add_argument("--targets", default=None, metavar="PORT,PORT", help="targeted ports (default: from interventions)")
     p.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a field in every scenario")
-    p.add_argument("--out", default=None, help="output folder (default results/compare-<timestamp>-<id>)")
+    p.add_argument(
+        "--out", type=out_folder, default=None, help="output folder (default results/compare-<timestamp>-<id>)"
+    )
     p.add_argument("--svg", action="store_true", help="also write the figures as SVG")
     p.set_defaults(func=cmd_compare)
 
@@ -721,8 +723,7 @@ def comparison_window(configs: Sequence[Scenario], files: Sequence[str] | None =
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .cli import _overrides, check_out_dir, progress_bar
-    from .config import load_scenario
+    from .cli import _overrides, check_out_dir, load_with_options, option_override, progress_bar
     from .params import required_load_slots
     from .report import write_comparison_folder
     from .results import default_out_dir
@@ -730,9 +731,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     files = [str(args.control), *map(str, args.scenarios)]
     overrides = _overrides(args.set)
-    if args.weeks is not None:
-        overrides["weeks"] = args.weeks
-    configs = [load_scenario(f, overrides=overrides) for f in files]
+    option_override(overrides, "weeks", args.weeks, "--weeks")
+    option_override(dict(overrides), "seed", args.seed, "--seed")  # only checked: the common seed is set below
+    configs = [load_with_options(f, overrides, args.weeks) for f in files]
     check_same_ports(configs, files)
     for f, cfg in zip(files[1:], configs[1:], strict=True):
         if cfg.weeks != configs[0].weeks:
@@ -745,7 +746,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
     targets = parse_targets(args.targets, list(configs[0].ports)) if args.targets is not None else None
     eval_from = comparison_window(configs, files)
-    out = Path(args.out) if args.out else None
+    out = args.out
     check_out_dir(out)
     seed = configs[0].seed if args.seed is None else args.seed
     # every scenario runs on the common seed: their folders' resolved configs say so

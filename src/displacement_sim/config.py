@@ -300,8 +300,9 @@ def _selector_values(data: Mapping[str, Any], prefixes: list[list[str]], key: st
         node = _get(data, [*r, key])
         for value in (node or {}).values():
             if isinstance(value, Mapping):
-                for f in sel:
-                    seen[f].add(str(value.get(f)).lower())
+                for f in sel:  # as written in the data (matching ignores case), booleans as in YAML
+                    v = value.get(f)
+                    seen[f].add(str(v).lower() if isinstance(v, bool) or v is None else str(v))
     return "; ".join(f"{f} one of {', '.join(sorted(v)) or 'nothing'}" for f, v in seen.items())
 
 

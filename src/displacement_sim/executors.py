@@ -75,6 +75,9 @@ TARGET_TASK_SECONDS = 3.0  # default chunks run at least this long, to amortise 
 CHUNKS_PER_WORKER = 4  # ... but small sweeps still get this many chunks per worker, for load balance
 BATCH_ROWS = 512  # vectorized chunks fill up to this many rows (points x replications): one group (ROWS_PER_GROUP)
 DASK_RETRIES = 2
+# --workers and --dask-local at most this many per core: more CPU-bound processes than cores only slow a
+# sweep down, and a mistyped count (100000) would start that many processes
+MAX_WORKERS_PER_CORE = 4
 DASK_HINT = "pip install 'displacement-sim[dask]' (dask[distributed])"
 
 
@@ -630,7 +633,9 @@ def _figures(sweep: Sweep, table: Path, out: Path, sens: dict[str, Any] | None) 
 
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``displacement-sim sweep`` (DESIGN.md section 6)."""
-    from .cli import _positive
+    from .cli import _at_least, _positive, out_folder
+
+    most = MAX_WORKERS_PER_CORE * available_cores()
 
     p = sub.add_parser(
         "sweep",
@@ -641,16 +646,22 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--workers",
-        type=_positive("--workers"),
+        type=_at_least("--workers", 1, most),
         default=None,
-        help="local worker processes (default: the cores available; 1 = serial in this process)",
+        help=f"local worker processes (default: the cores available; 1 = serial in this process; at most {most})",
     )
     where.add_argument(
-        "--dask-local", type=_positive("--dask-local"), default=None, metavar="N", help="start a Dask LocalCluster"
+        "--dask-local",
+        type=_at_least("--dask-local", 1, most),
+        default=None,
+        metavar="N",
+        help=f"start a Dask LocalCluster of N workers (at most {most})",
     )
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="join a Dask scheduler (tcp://host:port)")
     p.add_argument("--resume", action="store_true", help="complete the interrupted sweep in --out")
-    p.add_argument("--out", default=None, help="results folder (default results/<experiment>-<timestamp>-<id>)")
+    p.add_argument(
+        "--out", type=out_folder, default=None, help="results folder (default results/<experiment>-<timestamp>-<id>)"
+    )
     p.add_argument("--chunk-size", type=_positive("--chunk-size"), default=None, help="points per task")
     p.add_argument("--n", type=_positive("--n"), default=None, help="override the sample size n")
     p.add_argument("--replications", type=_positive("--replications"), default=None)
@@ -662,22 +673,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``displacement-sim sweep``: every input is checked before anything is written or started."""
     sweep = load_experiment(args.experiment, n=args.n, replications=args.replications)
     if args.resume:
-        if not args.out:
+        if args.out is None:
             raise ConfigError("--resume needs the folder to complete", field="--out", allowed="--out DIR")
-        out = Path(args.out)
+        out = args.out
         check_resume(sweep, out)
     else:
-        out = Path(args.out) if args.out else default_out_dir(sweep.experiment.name)
+        out = args.out or default_out_dir(sweep.experiment.name)
         check_new_out(out)
     exp = sweep.experiment
-    print(
-        f"{exp.name}: {exp.design} design, {sweep.n_points} points x {exp.replications} replications, "
-        f"seed {sweep.seed}",
-        file=sys.stderr,
-    )
     try:
         with open_executor(args.workers, dask_local=args.dask_local, scheduler=args.scheduler) as handle:
-            print(f"executor: {handle.description}", file=sys.stderr)
+            # after the executor starts: a scheduler that cannot be reached is one error line, nothing else
+            print(
+                f"{exp.name}: {exp.design} design, {sweep.n_points} points x {exp.replications} replications, "
+                f"seed {sweep.seed}\nexecutor: {handle.description}",
+                file=sys.stderr,
+            )
             result = run_sweep(
                 sweep,
                 out,

@@ -344,26 +344,35 @@ def _intel_row(
     """Step 7 without shocks for the networks of row ``r``, per agency (``intel``, ``pending`` updated in place).
 
     ``by_agency`` ``(N, >= A, 2)`` holds each network's loads and seizures this week in each
-    agency's ports (:func:`_agency_counts`); ``own`` is a scratch array, one cell per agency.
+    agency's ports (:func:`_agency_counts`); ``own`` is a scratch array ``(A + 1, N)``: each
+    agency's own gain on each network, then their total (added in agency order).
     Also the loads landed in each agency's ports, decaying like evidence: ``landed <- memory x landed + loads``
     (in place). Each cell of ``intel`` and ``landed`` is read before it is written, and by no other cell.
+    The loops run agency by agency along the networks (the arrays' last axis), each with few arrays.
     """
     n_agencies, n_net = intel.shape[1], intel.shape[2]
-    for n in range(n_net):
-        total = 0.0
-        for a in range(n_agencies):
-            landed[r, a, n] = memory[r] * landed[r, a, n] + by_agency[n, a, 0]
+    total = own[n_agencies]
+    total[:] = 0.0
+    w, gs, gc, gh = memory[r], gain_seizure[r], gain_case[r], gain_home[r]
+    for a in range(n_agencies):
+        for n in range(n_net):
+            landed[r, a, n] = w * landed[r, a, n] + by_agency[n, a, 0]
+        for n in range(n_net):
             working = case_on[r, a, n] and week >= t_active[r, a, n]
             domestic = alive[r, n] and home[r, n] == a
-            own[a] = min(1.0, gain_seizure[r] * by_agency[n, a, 1] + gain_case[r] * working + gain_home[r] * domestic)
-            total += own[a]
-        for a in range(n_agencies):
-            pending[r, slot, a, n] += share[r] * (total - own[a])
-        for a in range(n_agencies):
+            own[a, n] = min(1.0, gs * by_agency[n, a, 1] + gc * working + gh * domestic)
+        for n in range(n_net):
+            total[n] += own[a, n]
+    s, keep = share[r], 1.0 - decay[r]
+    for a in range(n_agencies):
+        for n in range(n_net):
+            pending[r, slot, a, n] += s * (total[n] - own[a, n])
+    for a in range(n_agencies):
+        for n in range(n_net):
             received = pending[r, now, a, n]
             pending[r, now, a, n] = 0.0
-            decayed = intel[r, a, n] * (1.0 - decay[r])
-            intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a] + received)
+            decayed = intel[r, a, n] * keep
+            intel[r, a, n] = decayed + (1.0 - decayed) * min(1.0, own[a, n] + received)
 
 
 @njit(cache=CACHE, nogil=True, inline="always")
@@ -387,7 +396,7 @@ def _intel_rows(
     gain_seizure, gain_case, gain_home, share, decay, landed, memory,
 ):  # fmt: skip
     """:func:`gather_intel` without shocks, per row (:func:`_agency_counts`, then :func:`_intel_row`)."""
-    by_agency, own = np.empty((intel.shape[2], intel.shape[1], 2)), np.empty(intel.shape[1])
+    by_agency, own = np.empty((intel.shape[2], intel.shape[1], 2)), np.empty((intel.shape[1] + 1, intel.shape[2]))
     for r in range(intel.shape[0]):
         _agency_counts(r, seized, loads, port_agency, by_agency)
         _intel_row(

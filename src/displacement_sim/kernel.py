@@ -268,12 +268,15 @@ def _decide_row(r, cr, rows, nets, supply, order, nest_of, work, utility, risk, 
     a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor = rows
     seizures, exposure, h, lam, m, rate, u_else, alive = nets
     n_net, n_ports = seizures.shape[1], seizures.shape[2]
+    b0_r, kappa_r, margin_r, setup_r, phi_r = b0[r], kappa[r], margin[r], setup[r], phi[r]
     for n in range(n_net):
+        lam_n = lam[r, n]
+        for j in range(n_ports):  # two loops over the ports with fewer arrays each (as in _learn_row)
+            rho = mx.perceived_risk(a0[r, j], b0_r, seizures[r, n, j], exposure[r, n, j])
+            risk[j] = mx.effective_risk(rho, kappa_r, h[r, n, j])
         for j in range(n_ports):
-            rho = mx.perceived_risk(a0[r, j], b0[r], seizures[r, n, j], exposure[r, n, j])
-            risk[j] = mx.effective_risk(rho, kappa[r], h[r, n, j])
             utility[j] = mx.port_utility(
-                margin[r], lam[r, n], risk[j], cost[r, j], setup[r], h[r, n, j], phi[r], log_at_risk[j]
+                margin_r, lam_n, risk[j], cost[r, j], setup_r, h[r, n, j], phi_r, log_at_risk[j]
             )
         risk[n_ports] = e_det[r]
         row = probs[cr, n]
@@ -527,14 +530,20 @@ def _learn_row(
     carry a last column (elsewhere) that is not read.
     """
     n_net, n_ports = seizures.shape[1], seizures.shape[2]
-    w, o = memory[r], omega[r]
+    w, o, k = memory[r], omega[r], kappa[r]
+    g, d, b = growth[r], decay[r], burn[r]
     for n in range(n_net):
+        # three loops over the ports, each with few arrays, rather than one with all of them: the compiler
+        # keeps each loop's addresses in registers (and may use vector instructions); the access is
+        # updated last, after the exposure has read it
         for j in range(n_ports):
             new_s[r, n, j] = mx.update_evidence(seizures[r, n, j], w, own_seized[r, n, j], o, news_seized[r, j])
-            own_exp = mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+        for j in range(n_ports):
+            own_exp = mx.own_exposure(own_loads[r, n, j], k, h[r, n, j])
             new_e[r, n, j] = mx.update_evidence(exposure[r, n, j], w, own_exp, o, news_exposure[r, j])
+        for j in range(n_ports):
             used, hit = own_loads[r, n, j] > 0, own_seized[r, n, j] > 0
-            new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, growth[r], c[r, j], decay[r], burn[r])
+            new_h[r, n, j] = mx.update_access(h[r, n, j], used, hit, g, c[r, j], d, b)
 
 
 @typed_loop(
@@ -770,7 +779,7 @@ def _trade_rows(
     probs, cum_ship = np.empty((1, n_net, n_ports + 2)), np.empty((1, n_net, n_ports + 1))  # one row's scratch
     news_s, news_e = np.empty((n_rep, n_ports)), np.empty((n_rep, n_ports))
     by_agency = np.empty(cross.shape[1])
-    own = np.empty(intel.shape[1])
+    own = np.empty((intel.shape[1] + 1, n_net))  # each agency's own gain on each network, then their total
     by_port_agency = np.empty((n_net, g.shape[2], 2))  # one row's loads and seizures in each agency's ports
     counts = np.empty(n_net, dtype=np.int64)  # one row's load counts
     rows = (a0, cost, log_at_risk, b0, kappa, margin, setup, phi, beta, nest_lambda, hold, e_det, zeta, floor)

@@ -593,10 +593,12 @@ def _news_row(r, own_loads, own_seized, h, kappa, n_active, news_s, news_e):
     n_net, n_ports = h.shape[1:]
     news_s[r, :] = 0.0
     news_e[r, :] = 0.0
-    for n in range(n_net):
+    k = kappa[r]
+    for n in range(n_net):  # two loops over the ports with few arrays each (as in _learn_row)
         for j in range(n_ports):
             news_s[r, j] += own_seized[r, n, j]
-            news_e[r, j] += mx.own_exposure(own_loads[r, n, j], kappa[r], h[r, n, j])
+        for j in range(n_ports):
+            news_e[r, j] += mx.own_exposure(own_loads[r, n, j], k, h[r, n, j])
     for j in range(n_ports):
         news_s[r, j] /= n_active[r]
         news_e[r, j] /= n_active[r]

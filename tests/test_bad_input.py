@@ -146,6 +146,33 @@ CASES = [
         also=("a.yaml -> b.yaml -> a.yaml",),
     ),
     Case(
+        "bad_value_in_an_extended_file",  # named: the file that holds the value, not the one run
+        {"parent.yaml": BASE + "networks:\n  n_slots: 0\n", "bad.yaml": "extends: parent.yaml\nseed: 3\n"},
+        names="parent.yaml",
+        field="networks.n_slots",
+        given="0",
+        allowed="a whole number from 1",
+    ),
+    Case(
+        "unknown_key_in_an_extended_file",
+        {"parent.yaml": BASE + "behaviour:\n  betta: 1.0\n", "bad.yaml": "extends: parent.yaml\nseed: 3\n"},
+        names="parent.yaml",
+        field="behaviour.betta",
+        given="'betta'",
+        allowed="beta",
+        also=("did you mean 'beta'?",),
+    ),
+    Case(
+        "bad_value_in_the_file_over_an_extended_one",  # the child sets it again: the child is named
+        {
+            "parent.yaml": BASE + "networks:\n  n_slots: 0\n",
+            "bad.yaml": "extends: parent.yaml\nnetworks:\n  n_slots: -2\n",
+        },
+        field="networks.n_slots",
+        given="-2",
+        allowed="a whole number from 1",
+    ),
+    Case(
         "extends_missing_file",
         {"bad.yaml": "extends: nothere.yaml\nseed: 1\n"},
         field="extends",
@@ -175,6 +202,30 @@ CASES = [
         given="'betta'",
         allowed="beta",
         also=("did you mean 'beta'?",),
+    ),
+    Case(
+        "weeks_true",  # read as 1 without the check: a one-week run
+        {"bad.yaml": BASE + "weeks: true\n"},
+        cmd="validate",  # `run --weeks 60` would override the bad value
+        field="weeks",
+        given="True",
+        allowed="a whole number from 1 to 5200",
+        also=("not a whole number",),
+    ),
+    Case(
+        "budget_true",
+        {"bad.yaml": BASE + "enforcement:\n  BE:\n    budget: true\n"},
+        field="enforcement.BE.budget",
+        given="True",
+        allowed="a number >= 0",
+        also=("not a number",),
+    ),
+    Case(
+        "intervention_week_as_text",
+        {"bad.yaml": BASE + 'interventions:\n  - week: "60"\n    set:\n      ports.antwerp.q: 2.0\n'},
+        field="interventions[0].week",
+        given="'60'",
+        allowed="a whole number >= 0",
     ),
     Case(
         "unknown_port_field",
@@ -1047,3 +1098,9 @@ def test_compare_refuses_weeks_or_seed_set_twice(tmp_path, capsys) -> None:
         assert main(["compare", str(BASELINE), str(BASELINE), "--replications", "2", *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {option}: ") and "set twice" in err and err.count("\n") == 1, err
+
+
+def test_a_file_that_corrects_what_it_extends_is_valid(tmp_path) -> None:
+    (tmp_path / "parent.yaml").write_text(BASE + "networks:\n  n_slots: 0\n", encoding="utf-8")
+    (tmp_path / "child.yaml").write_text("extends: parent.yaml\nnetworks:\n  n_slots: 12\n", encoding="utf-8")
+    assert load_scenario(tmp_path / "child.yaml").networks.n_slots == 12

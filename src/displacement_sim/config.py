@@ -188,7 +188,10 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _resolve_chain(
+    path: Path, stack: tuple[Path, ...] = (), files: list[tuple[str, dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """The file merged over the files it extends; ``files`` gets each file of the chain and its data, child first."""
     path = path.resolve()
     if path in stack:
         cycle = " -> ".join(p.name for p in (*stack, path))
@@ -201,6 +204,8 @@ def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
         )
     data = read_yaml(path)
     parent = data.pop("extends", None)
+    if files is not None:
+        files.append((str(path), copy.deepcopy(data)))
     if parent is None:
         return data
     if not isinstance(parent, str):
@@ -220,7 +225,7 @@ def _resolve_chain(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
             given=parent,
             allowed=f"an existing file, relative to this file's folder ({path.parent})",
         )
-    base = _resolve_chain(parent_path, (*stack, path))
+    base = _resolve_chain(parent_path, (*stack, path), files)
     # the child's own name and description never inherit silently from the parent
     base.pop("name", None)
     base.pop("description", None)
@@ -405,6 +410,38 @@ def parse_override(text: str) -> tuple[str, Any]:
 # --- validation ------------------------------------------------------------------------------
 
 
+_FIELD_SEGMENT = re.compile(r"^(?P<key>[^\[\]]+)(?:\[(?P<index>\d+)\])?$")
+
+
+def _depth_in(data: Any, field: str) -> int:
+    """How many segments of the field path ``field`` (``a.b[0].c``) ``data`` holds, from the start."""
+    node, depth = data, 0
+    for segment in field.split("."):
+        found = _FIELD_SEGMENT.match(segment)
+        if found is None or not isinstance(node, Mapping) or found["key"] not in node:
+            break
+        node, depth = node[found["key"]], depth + 1
+        if found["index"] is not None:
+            if not isinstance(node, list) or int(found["index"]) >= len(node):
+                break
+            node, depth = node[int(found["index"])], depth + 1
+    return depth
+
+
+def _defining_file(files: list[tuple[str, dict[str, Any]]], field: str) -> str | None:
+    """The file of an ``extends`` chain (child first) that sets ``field``: the one holding most of its path.
+
+    On a tie the file nearer the child wins, as it does when the files are merged.
+    None when no file holds any of it (a default).
+    """
+    best, best_depth = None, 0
+    for name, data in files:
+        depth = _depth_in(data, field)
+        if depth > best_depth:
+            best, best_depth = name, depth
+    return best
+
+
 def scenario_from_dict(data: Mapping[str, Any], *, file: str | Path | None = None) -> Scenario:
     """Validate a merged scenario dict (ports included) and its interventions."""
     fname = str(file) if file is not None else None
@@ -434,7 +471,8 @@ def load_scenario(
             raise ConfigError("extends is only supported in files", field="extends", given=data["extends"])
     else:
         p = Path(path)
-        data, fname = _resolve_chain(p), str(p.absolute())
+        chain: list[tuple[str, dict[str, Any]]] = []
+        data, fname = _resolve_chain(p, files=chain), str(p.absolute())
     merged = deep_merge({"ports": default_ports()}, data)
     if "name" not in merged and fname is not None:
         merged["name"] = Path(fname).stem
@@ -455,6 +493,11 @@ def load_scenario(
             if err.field and _under(err.field, key):
                 err.field = f"override {err.field}"
                 break
+        # a value from a file the scenario extends is blamed on that file
+        if len(chain) > 1 and err.file == fname and err.field and not err.field.startswith("override "):
+            source = _defining_file(chain, err.field)
+            if source is not None and source != chain[0][0]:
+                err.file = source
         raise
 
 

@@ -10,15 +10,18 @@ Units: kilograms, thousand euro per kilogram (k EUR/kg), containers, weeks.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticKnownError
 
 __all__ = [
     "HVT",
@@ -49,10 +52,35 @@ PORT_KINDS = ("hub", "regional", "inland")
 RULES = ("static", "reactive", "threat")
 
 
+def _number_kind(annotation: Any) -> str | None:
+    """``"int"`` or ``"float"`` for a number field (also when optional), else None."""
+    if get_origin(annotation) is Annotated:
+        return _number_kind(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        kinds = {_number_kind(a) for a in get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return {int: "int", float: "float"}.get(annotation)
+
+
 class Strict(BaseModel):
-    """Base: unknown keys are errors, and a loaded config is frozen."""
+    """Base: unknown keys are errors, and a loaded config is frozen.
+
+    Numbers are read as pydantic reads them, except that a number field refuses
+    ``true``/``false`` (read as 1 and 0 otherwise: ``weeks: true`` would be a one-week
+    run) and a whole-number field refuses text (``week: "60"``). A number field takes
+    text that reads as a number (YAML reads ``2e0`` as text).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool | str) and info.field_name in cls.model_fields:
+            kind = _number_kind(cls.model_fields[info.field_name].annotation)
+            if kind is not None and (isinstance(value, bool) or kind == "int"):
+                raise PydanticKnownError(f"{kind}_type")  # type: ignore[arg-type]
+        return value
 
 
 class Port(Strict):

@@ -1104,3 +1104,56 @@ def test_a_file_that_corrects_what_it_extends_is_valid(tmp_path) -> None:
     (tmp_path / "parent.yaml").write_text(BASE + "networks:\n  n_slots: 0\n", encoding="utf-8")
     (tmp_path / "child.yaml").write_text("extends: parent.yaml\nnetworks:\n  n_slots: 12\n", encoding="utf-8")
     assert load_scenario(tmp_path / "child.yaml").networks.n_slots == 12
+
+
+@pytest.mark.parametrize("data", [{"name": "x", "weeks": True}, {"name": "x", "intel": {"decay": "abc"}}])
+def test_a_scenario_given_as_a_mapping_gets_the_same_clear_error(data) -> None:
+    with pytest.raises(ConfigError, match=r"^(weeks|intel\.decay): not a (whole )?number"):
+        load_scenario(data)
+
+
+def _chain(tmp_path: Path, parent: str, child: str) -> Path:
+    (tmp_path / "parent.yaml").write_text(BASE + parent, encoding="utf-8")
+    (tmp_path / "child.yaml").write_text("extends: parent.yaml\n" + child, encoding="utf-8")
+    return tmp_path / "child.yaml"
+
+
+def test_which_file_of_an_extends_chain_is_named(tmp_path) -> None:
+    parent, child = str(tmp_path / "parent.yaml"), str((tmp_path / "child.yaml").absolute())
+
+    def error(parent_text: str, child_text: str, overrides=None) -> ConfigError:
+        with pytest.raises(ConfigError) as err:
+            load_scenario(_chain(tmp_path, parent_text, child_text), overrides=overrides)
+        return err.value
+
+    # a number key of a week table, set in the parent only (the child sets another week of the same table)
+    e = error("inputs:\n  supply_index: {0: 1.0, 104: -1.0}\n", "inputs:\n  supply_index: {0: 1.0}\n")
+    assert (e.file, e.field) == (parent, "inputs.supply_index[104]")
+    # a selector --set that reaches a field the parent holds: the override, in the file run
+    e = error("ports:\n  antwerp:\n    q: 2.0\n", "seed: 4\n", {"ports[kind=hub].q": -1})
+    assert (e.file, e.field) == (child, "override ports.antwerp.q")
+    # a rule between fields broken by the child's horizon: the child, though the parent holds the warm-up
+    e = error("warmup_weeks: 52\n", "weeks: 40\n")
+    assert (e.file, e.field) == (child, "warmup_weeks") and e.across_fields
+
+
+def test_the_horizon_from_weeks_is_named_only_for_horizon_errors(tmp_path, capsys) -> None:
+    scenario = _chain(tmp_path, "", "seed: 4\n")
+    assert main(["run", str(scenario), "--weeks", "40", "--set", "warmup_weeks=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "override warmup_weeks" in err and "from --weeks" not in err, err
+    assert main(["run", str(scenario), "--weeks", "40"]) == 2
+    assert "(the horizon is 40 weeks, from --weeks 40)" in capsys.readouterr().err
+
+
+def test_an_experiment_file_refuses_true_for_a_number(tmp_path) -> None:
+    from displacement_sim.experiments import load_experiment
+
+    text = (ROOT / "experiments" / "sobol_key_parameters.yaml").read_text(encoding="utf-8")
+    assert re.search(r"^replications: \d+$", text, re.M), "the experiment file changed: adapt this test"
+    bad = tmp_path / "exp.yaml"
+    bad.write_text(re.sub(r"^replications: \d+$", "replications: true", text, flags=re.M), encoding="utf-8")
+    scenario = ROOT / "scenarios" / "baseline.yaml"
+    bad.write_text(bad.read_text(encoding="utf-8").replace("../scenarios/", f"{scenario.parent}/"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"replications: not a whole number \(given True"):
+        load_experiment(bad)

@@ -147,3 +147,27 @@ def test_read_slots_refuses_what_it_cannot_read() -> None:
         streams.read_slots([0, 0], np.ones((2, 3), bool), out, stale)
     with pytest.raises(ValueError, match="stream index out of range"):
         streams.read_slots([0, 1], need, out, stale)
+
+
+def test_read_slots_jumps_long_gaps_with_a_short_table() -> None:
+    """A jump table shorter than the gaps (``max_jump``): the gaps are jumped in several strides, same numbers."""
+    gens = [generator(8, 0, d, Stream.INVESTIGATIONS) for d in range(2)]
+    copies = [generator(8, 0, d, Stream.INVESTIGATIONS) for d in range(2)]
+    streams = pcg64.SkipStreams(gens, 1, 2 * 50 * 3, max_jump=7)
+    assert streams.jumps.shape == (8, 4)
+    need = np.zeros((2, 50), dtype=bool)
+    need[0, [0, 31, 49]] = need[1, [17]] = True
+    out, stale = np.full((2, 2, 50, 3), -1.0), np.zeros((2, 50), dtype=bool)
+    streams.read_slots([0, 1], need, out, stale)
+    drawn = np.stack([g.random((2, 50, 3)) for g in copies])
+    cells = np.broadcast_to(need[:, None, :, None], out.shape)
+    np.testing.assert_array_equal(out[cells], drawn[cells])
+
+
+def test_the_event_streams_jump_table_stays_short_for_large_networks() -> None:
+    """The table of strides is built in Python integers for every group: capped, not one row per uniform."""
+    from displacement_sim import vectorized
+
+    keys = np.array([[0, 0], [0, 1]])
+    blocks = vectorized._ReadSlots(1, keys, Stream.INVESTIGATIONS, (3, 20_000, 4))
+    assert blocks.streams.jumps.shape[0] == vectorized.READ_SLOTS_MAX_JUMP + 1

@@ -129,7 +129,8 @@ def load_with_options(path: Path | str, overrides: dict[str, object], weeks: int
     try:
         return load_scenario(path, overrides=overrides)
     except ConfigError as err:
-        if weeks is not None and err.field in ("weeks", "warmup_weeks", "override weeks", "override warmup_weeks"):
+        about_horizon = err.field in ("weeks", "override weeks") or "horizon" in err.problem
+        if weeks is not None and about_horizon:
             err.problem += f" (the horizon is {weeks} weeks, from --weeks {weeks})"
         raise
 

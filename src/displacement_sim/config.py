@@ -418,13 +418,23 @@ def _depth_in(data: Any, field: str) -> int:
     node, depth = data, 0
     for segment in field.split("."):
         found = _FIELD_SEGMENT.match(segment)
-        if found is None or not isinstance(node, Mapping) or found["key"] not in node:
+        if found is None or not isinstance(node, Mapping):
             break
-        node, depth = node[found["key"]], depth + 1
-        if found["index"] is not None:
-            if not isinstance(node, list) or int(found["index"]) >= len(node):
+        key: Any = found["key"]
+        if key not in node and key.isdigit() and int(key) in node:  # a YAML number key (inputs weeks)
+            key = int(key)
+        if key not in node:
+            break
+        node, depth = node[key], depth + 1
+        if found["index"] is not None:  # a list item, or a number key (``supply_index[104]``)
+            i = int(found["index"])
+            if isinstance(node, list) and i < len(node):
+                node = node[i]
+            elif isinstance(node, Mapping) and (i in node or found["index"] in node):
+                node = node[i if i in node else found["index"]]
+            else:
                 break
-            node, depth = node[int(found["index"])], depth + 1
+            depth += 1
     return depth
 
 
@@ -465,23 +475,25 @@ def load_scenario(
         overrides: ``{dotted.path: value}`` applied after ``extends`` and before validation.
 
     """
+    chain: list[tuple[str, dict[str, Any]]] = []  # the files of an extends chain, child first
     if isinstance(path, Mapping):
         data, fname = copy.deepcopy(dict(path)), None
         if "extends" in data:
             raise ConfigError("extends is only supported in files", field="extends", given=data["extends"])
     else:
         p = Path(path)
-        chain: list[tuple[str, dict[str, Any]]] = []
         data, fname = _resolve_chain(p, files=chain), str(p.absolute())
     merged = deep_merge({"ports": default_ports()}, data)
     if "name" not in merged and fname is not None:
         merged["name"] = Path(fname).stem
     overrides = dict(overrides or {})
+    set_fields: list[str] = []  # the concrete fields the overrides set (a selector sets several)
     for key, value in overrides.items():
         label = f"override {key}"
         try:
             _check_port_id(key, merged.get("ports") or {}, label)
             apply_path(merged, key, value, where=label)
+            set_fields += [".".join(keys) for keys in expand_path(merged, key)]
         except ConfigError as err:
             err.field = label if err.field in (None, key) else err.field
             raise err.with_file(fname or "overrides") from None
@@ -489,12 +501,19 @@ def load_scenario(
         return scenario_from_dict(merged, file=fname)
     except ConfigError as err:
         # a value set by an override is named as such (it is not in the file)
-        for key in overrides:
+        for key in (*overrides, *set_fields):
             if err.field and _under(err.field, key):
                 err.field = f"override {err.field}"
                 break
-        # a value from a file the scenario extends is blamed on that file
-        if len(chain) > 1 and err.file == fname and err.field and not err.field.startswith("override "):
+        # a value from a file the scenario extends is blamed on that file (not a rule across
+        # fields, which the file run may have broken by setting the other field)
+        if (
+            len(chain) > 1
+            and err.file == fname
+            and err.field
+            and not err.field.startswith("override ")
+            and not err.across_fields
+        ):
             source = _defining_file(chain, err.field)
             if source is not None and source != chain[0][0]:
                 err.file = source

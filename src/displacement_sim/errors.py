@@ -27,7 +27,9 @@ class ConfigError(ValueError):
         given: object = None,
         allowed: str | None = None,
         has_given: bool | None = None,
+        across_fields: bool = False,
     ) -> None:
+        self.across_fields = across_fields  # a rule between fields (warm-up before the horizon), not one value
         self.file = str(file) if file is not None else None
         self.field = field
         self.problem = problem

@@ -58,7 +58,7 @@ from .config import _check_port_id, apply_path, load_scenario, read_yaml, scenar
 from .errors import ConfigError, suggest
 from .metrics import reduce_values
 from .runner import run_batch, run_points, run_scenario
-from .schema import Behaviour, CrossFieldError, Scenario
+from .schema import Behaviour, CrossFieldError, NumbersAreNumbers, Scenario
 from .validation import _convert, _loc_to_path
 
 __all__ = [
@@ -94,7 +94,7 @@ MAX_GRID_CHECK = 5000  # grids up to this size have every point validated at loa
 # --- the experiment file ---------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class _Strict(NumbersAreNumbers):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

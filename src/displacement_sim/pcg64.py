@@ -133,10 +133,11 @@ class SkipStreams:
     numbers are numpy's, checked against the first generator when constructed.
     """
 
-    def __init__(self, generators: list[np.random.Generator], blocks: int, width: int):
+    def __init__(self, generators: list[np.random.Generator], blocks: int, width: int, max_jump: int | None = None):
         self.blocks, self.width = int(blocks), int(width)
         self.states = np.array([state_of(g) for g in generators], dtype=np.uint64).reshape(-1, 4)
-        self.jumps = jump_table(range(self.width + 1))
+        # strides 0 to width (or max_jump: :meth:`read_slots` jumps longer gaps in several strides)
+        self.jumps = jump_table(range(min(self.width, self.width if max_jump is None else int(max_jump)) + 1))
         self._week = jump_table([self.blocks * self.width])
         if generators:
             _check_against_numpy(self.states[0], generators[0])

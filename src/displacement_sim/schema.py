@@ -62,16 +62,13 @@ def _number_kind(annotation: Any) -> str | None:
     return {int: "int", float: "float"}.get(annotation)
 
 
-class Strict(BaseModel):
-    """Base: unknown keys are errors, and a loaded config is frozen.
+class NumbersAreNumbers(BaseModel):
+    """Base of scenario and experiment files: numbers read as pydantic reads them, with two exceptions.
 
-    Numbers are read as pydantic reads them, except that a number field refuses
-    ``true``/``false`` (read as 1 and 0 otherwise: ``weeks: true`` would be a one-week
-    run) and a whole-number field refuses text (``week: "60"``). A number field takes
-    text that reads as a number (YAML reads ``2e0`` as text).
+    A number field refuses ``true``/``false`` (read as 1 and 0 otherwise: ``weeks: true``
+    would be a one-week run), and a whole-number field refuses text (``week: "60"``).
+    A number field takes text that reads as a number (YAML reads ``2e0`` as text).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -81,6 +78,12 @@ class Strict(BaseModel):
             if kind is not None and (isinstance(value, bool) or kind == "int"):
                 raise PydanticKnownError(f"{kind}_type")  # type: ignore[arg-type]
         return value
+
+
+class Strict(NumbersAreNumbers):
+    """Base: unknown keys are errors, a loaded config is frozen, numbers are numbers (:class:`NumbersAreNumbers`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Port(Strict):

@@ -240,6 +240,7 @@ def _convert(err: ValidationError, file: str | None, prefix: str = "") -> Config
             given=inner.given,
             allowed=inner.allowed,
             has_given=True,
+            across_fields=True,
         )
     if typ == "extra_forbidden":
         key = str(loc[-1])

@@ -283,20 +283,20 @@ def _decide_row(r, cr, rows, nets, supply, order, nest_of, work, utility, risk, 
         coef = beta[r] / nest_lambda[r]
         v_else, v_hold = beta[r] * u_else[r, n], beta[r] * hold[r]
         mx.nested_logit_row(utility, coef, nest_lambda[r], v_else, v_hold, order, nest_of, work, row)
-        exposed = 0.0
+        # two running sums in one loop (each in its own order), so the processor adds them side by side:
+        # the risk the loads are exposed to, and the choice given shipping (cumulative)
+        exposed, total = 0.0, 0.0
         for j in range(n_ports + 1):
             exposed += row[j] * risk[j]
+            total += row[j]
+            cum_ship[cr, n, j] = total
         m_eff[r, n] = mx.split_load(m[r, n], zeta[r], floor[r], exposed)
         if alive[r, n]:
             mean_loads[r, n] = mx.expected_loads(supply, rate[r, n], m[r, n], m_eff[r, n], row[n_ports + 1])
         else:
             mean_loads[r, n] = 0.0
-        # choice given shipping: normalised by the running total itself, so the last bound is exactly 1
+        # the choice given shipping normalised by the running total itself, so the last bound is exactly 1
         # and an alternative of probability 0 at the end can never be drawn
-        total = 0.0
-        for j in range(n_ports + 1):
-            total += row[j]
-            cum_ship[cr, n, j] = total
         for j in range(n_ports + 1):
             cum_ship[cr, n, j] = cum_ship[cr, n, j] / total if total > 0 else 1.0
 

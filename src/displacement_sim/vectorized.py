@@ -257,7 +257,7 @@ class _Group:
         self.shipments: _Blocks | _ReadBlocks
         self.investigations: _Blocks | _ReadSlots
         self.successions: _Blocks | _ReadSlots
-        if _reads_streams(keys):  # read: the uniforms of the loads shipped, the cells of the events
+        if _reads_streams(keys):  # read: the uniforms of the loads shipped, of the events' slots
             self.shipments = _ReadBlocks(seed, keys, n, width)
             self.investigations = _ReadSlots(seed, keys, Stream.INVESTIGATIONS, inv_shape)
             self.successions = _ReadSlots(seed, keys, Stream.SUCCESSION, succ_shape)

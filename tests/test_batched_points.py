@@ -447,3 +447,34 @@ def test_a_slot_missing_from_the_succession_reads_is_seen(monkeypatch) -> None:
     monkeypatch.setattr(co, "succession_reads", lambda cp, st, week, alive: np.zeros(alive.shape, dtype=bool))
     drawn, read = _drawn_and_read(monkeypatch, load_scenario(EVENTFUL))
     assert not all(np.array_equal(drawn.series[k], read.series[k], equal_nan=True) for k in drawn.series)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (300, 80, 15), (2, 53, 2, 80)])
+def test_aligned_arrays_start_on_a_huge_page_when_large(shape) -> None:
+    """rows.aligned_empty: C-ordered float64 of the shape; large ones start on a 2 MiB boundary."""
+    from displacement_sim.rows import HUGE_PAGE, aligned_empty, aligned_zeros
+
+    a, z = aligned_empty(shape), aligned_zeros(shape)
+    for x in (a, z):
+        assert x.shape == shape and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable
+    assert np.all(z == 0.0)
+    if a.nbytes >= 2 * HUGE_PAGE:
+        assert a.ctypes.data % HUGE_PAGE == 0 and z.ctypes.data % HUGE_PAGE == 0
+        assert not np.shares_memory(a, z)
+
+
+def test_the_week_arrays_are_reused_from_week_to_week(monkeypatch) -> None:
+    """kernel.trade with a group's buffers writes loads and caught into the same arrays every week."""
+    from displacement_sim import vectorized
+
+    seen = []
+    original = vectorized.kx.trade
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append((out[2].ctypes.data, out[3].ctypes.data))
+        return out
+
+    monkeypatch.setattr(vectorized.kx, "trade", spy)
+    run_batch(config({}), 3, seed=2)
+    assert len(seen) == config({}).weeks and len(set(seen)) == 1

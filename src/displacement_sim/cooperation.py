@@ -25,7 +25,7 @@ from numba import float64, int64, njit, void
 
 from . import mechanics as mx
 from ._jit import B2, B3, CACHE, F1, F2, F3, F4, I1, I2, I3, c_args, c_ordered, typed_loop
-from .rows import at, built_once, per_row
+from .rows import aligned_zeros, at, built_once, per_row
 from .schema import Scenario
 
 __all__ = [
@@ -173,7 +173,7 @@ def initial_coop_state(cp: CoopParams, lead: tuple[int, ...], n: int, home: np.n
     z = np.zeros((*lead, a, n))
     return CoopState(
         intel=z.copy(),
-        pending=np.zeros((*lead, PENDING_WEEKS, a, n)),
+        pending=aligned_zeros((*lead, PENDING_WEEKS, a, n)),  # the largest array of a batch: on huge pages
         case_on=np.zeros((*lead, a, n), dtype=bool),
         case_joint=np.zeros((*lead, a, n), dtype=bool),
         t_case_start=np.full((*lead, a, n), -1, dtype=np.int64),

@@ -28,7 +28,7 @@ from . import mechanics as mx
 from . import pcg64 as pcg
 from ._jit import B2, CACHE, F1, F2, F3, I1, I2, U2, c_args, c_ordered, typed_loop
 from .params import AgencyParams, NetworkParams, Params
-from .rows import at, built_once, per_network, per_row, rank
+from .rows import aligned_empty, at, built_once, per_network, per_row, rank
 from .streams import INIT_COLUMNS, shipment_block_width
 
 __all__ = [
@@ -670,6 +670,7 @@ def trade(
     home_agency: np.ndarray,
     u_rows: np.ndarray | None = None,
     intel: tuple | None = None,
+    buffers: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """Steps 3-6 of a batch ``(R, N, P)``: :func:`decide`, :func:`ship`, :func:`milieu_news` and :func:`learn`.
 
@@ -688,6 +689,9 @@ def trade(
     for them, summed while each row is in the cache. With ``intel``, the week's
     :func:`cooperation.intel_inputs`, the pass also gathers the intelligence (step 7 of
     :func:`cooperation.gather_intel` without its shocks) from the row's seizures and loads.
+    With ``buffers`` (a dict the caller keeps), ``loads`` and ``caught`` are written into the
+    arrays of the last call with that dict (allocated on huge pages, :func:`rows.aligned_empty`),
+    so they are valid until the next such call; the vectorized engine keeps one per group.
     """
     n_rep, n_net, n_ports = seizures.shape
     if isinstance(u, pcg.SkipStreams):  # drawn as read: the loop writes each row's uniforms into one scratch row
@@ -715,7 +719,13 @@ def trade(
     rn = (n_rep, n_net)
     pr = _param_rows(p, n_rep)
     m_eff, mean_loads = np.empty(rn), np.empty(rn)
-    loads, caught = np.empty((*rn, n_ports + 1)), np.empty((*rn, n_ports + 1))
+    shape = (*rn, n_ports + 1)
+    if buffers is not None and "loads" in buffers and buffers["loads"].shape == shape:
+        loads, caught = buffers["loads"], buffers["caught"]  # zeroed by the loop, network by network
+    else:
+        loads, caught = aligned_empty(shape), aligned_empty(shape)
+        if buffers is not None:
+            buffers.update(loads=loads, caught=caught)
     home = np.asarray(home_agency, dtype=np.int64)
     if home.shape != rn:
         raise ValueError(f"home_agency {home.shape} for networks {rn}")

@@ -38,7 +38,7 @@ from . import cooperation as co
 from . import kernel as kx
 from .params import HISTORY_WEEKS, Params, RunPlan
 from .pcg64 import SkipStreams
-from .rows import take_rows
+from .rows import aligned_zeros, take_rows
 from .streams import Stream, generator, init_block_width, shipment_block_width
 
 __all__ = ["VectorState", "row_keys", "simulate"]
@@ -97,9 +97,9 @@ def initial_state(plan: RunPlan, seed: int, keys: np.ndarray) -> VectorState:
         home=nets["home"],
         hvt=nets["hvt"],
         alive=np.ones((rows, n), dtype=bool),
-        seizures=np.zeros(shape),
-        exposure=np.zeros(shape),
-        access=np.zeros(shape),
+        seizures=aligned_zeros(shape),  # on whole huge pages when large (rows.aligned_empty)
+        exposure=aligned_zeros(shape),
+        access=aligned_zeros(shape),
         history=np.zeros((rows, HISTORY_WEEKS, n_ports)),
         rates=np.broadcast_to(p0.base_rate, (rows, n_ports)).copy(),
         extras=[np.zeros((rows, len(u_.ports))) for u_ in p0.units],
@@ -265,6 +265,7 @@ class _Group:
             self.shipments = _Blocks(seed, keys, Stream.SHIPMENTS, (n, width), plan.weeks)
             self.investigations = _Blocks(seed, keys, Stream.INVESTIGATIONS, inv_shape, plan.weeks)
             self.successions = _Blocks(seed, keys, Stream.SUCCESSION, succ_shape, plan.weeks)
+        self.trade_buffers: dict[str, np.ndarray] = {}  # kernel.trade's week arrays, kept from week to week
 
     def step(self, week: int, phase: int, phase_start: bool) -> dict[str, np.ndarray]:
         """Steps 2-10 of one week (the phase, step 1, is chosen by the caller); returns the week's record."""
@@ -298,6 +299,7 @@ class _Group:
             st.coop.home_agency,
             u_rows,
             co.intel_inputs(cp, st.coop, week, st.alive),  # 7. intelligence, in the same pass
+            buffers=self.trade_buffers,  # loads and caught: this week's, rewritten next week
         )
         # after the pass, not before shipping as in the Mesa model: the loop never reads past
         # l_max load slots, and the error ends the run either way

@@ -1157,3 +1157,21 @@ def test_an_experiment_file_refuses_true_for_a_number(tmp_path) -> None:
     bad.write_text(bad.read_text(encoding="utf-8").replace("../scenarios/", f"{scenario.parent}/"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"replications: not a whole number \(given True"):
         load_experiment(bad)
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "given"),
+    [
+        ({"scenarios": []}, "eval_weeks", "keys scenarios"),
+        ({"scenarios": [{"key": "a"}], "eval_weeks": [0, 1]}, "scenarios[0].folder", "keys key"),
+        ({"scenarios": {"a": 1}, "eval_weeks": [0, 1]}, "scenarios", "dict"),
+    ],
+)
+def test_a_malformed_comparison_json_names_its_field(tmp_path, capsys, content, field, given) -> None:
+    """``report`` on a compare folder whose comparison.json lacks a field: FILE: FIELD: PROBLEM (given; allowed)."""
+    (tmp_path / "comparison.json").write_text(json.dumps(content), encoding="utf-8")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'comparison.json'}: {field}: ") and err.count("\n") == 1, err
+    assert f"(given {given}" in err or f"(given '{given}'" in err, err
+    assert "allowed: " in err, err

@@ -577,18 +577,35 @@ def load_results_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not folder.is_dir():
         raise ConfigError("not a folder", field="RESULTS_DIR", given=str(folder), allowed="a results folder")
     if (folder / "comparison.json").is_file():
-        comp = _read_json(folder / "comparison.json")
-        try:
-            manifests = {}
-            for s in comp["scenarios"]:
-                sub = folder / s["folder"]
-                manifests[s["key"]] = _read_json(sub / "manifest.json")
-                _read_json(sub / "summary.json")
-            comp["eval_weeks"]
-        except (KeyError, TypeError) as err:
+        path = folder / "comparison.json"
+        comp = _read_json(path)
+
+        def field(obj: Any, key: str, where: str) -> Any:
+            if not isinstance(obj, dict) or key not in obj:
+                raise ConfigError(
+                    "missing field",
+                    file=path,
+                    field=where,
+                    given=f"keys {', '.join(map(str, obj))}" if isinstance(obj, dict) else type(obj).__name__,
+                    allowed="a comparison.json written by 'displacement-sim compare'",
+                )
+            return obj[key]
+
+        manifests = {}
+        scenarios = field(comp, "scenarios", "scenarios")
+        if not isinstance(scenarios, list):
             raise ConfigError(
-                f"comparison.json lacks a field: {err}", file=folder / "comparison.json", allowed="a compare folder"
-            ) from None
+                "not a list",
+                file=path,
+                field="scenarios",
+                given=type(scenarios).__name__,
+                allowed="a list of scenarios",
+            )
+        for i, s in enumerate(scenarios):
+            sub = folder / str(field(s, "folder", f"scenarios[{i}].folder"))
+            manifests[field(s, "key", f"scenarios[{i}].key")] = _read_json(sub / "manifest.json")
+            _read_json(sub / "summary.json")
+        field(comp, "eval_weeks", "eval_weeks")
         return comp, manifests
     if (folder / "summary.json").is_file() and (folder / "manifest.json").is_file():
         return _run_as_comparison(folder)

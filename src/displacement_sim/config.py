@@ -410,31 +410,21 @@ def parse_override(text: str) -> tuple[str, Any]:
 # --- validation ------------------------------------------------------------------------------
 
 
-_FIELD_SEGMENT = re.compile(r"^(?P<key>[^\[\]]+)(?:\[(?P<index>\d+)\])?$")
-
-
 def _depth_in(data: Any, field: str) -> int:
-    """How many segments of the field path ``field`` (``a.b[0].c``) ``data`` holds, from the start."""
+    """How many segments of the field path ``field`` (``a.b[0].c``) ``data`` holds, from the start.
+
+    A bracketed number is a list item or a number key (``supply_index[104]``: YAML reads ``104`` as a number).
+    """
     node, depth = data, 0
-    for segment in field.split("."):
-        found = _FIELD_SEGMENT.match(segment)
-        if found is None or not isinstance(node, Mapping):
+    for segment in filter(None, re.split(r"[.\[\]]", field)):
+        number = int(segment) if segment.isdigit() else None
+        if isinstance(node, list) and number is not None and number < len(node):
+            node = node[number]
+        elif isinstance(node, Mapping) and (segment in node or (number is not None and number in node)):
+            node = node[segment if segment in node else number]
+        else:
             break
-        key: Any = found["key"]
-        if key not in node and key.isdigit() and int(key) in node:  # a YAML number key (inputs weeks)
-            key = int(key)
-        if key not in node:
-            break
-        node, depth = node[key], depth + 1
-        if found["index"] is not None:  # a list item, or a number key (``supply_index[104]``)
-            i = int(found["index"])
-            if isinstance(node, list) and i < len(node):
-                node = node[i]
-            elif isinstance(node, Mapping) and (i in node or found["index"] in node):
-                node = node[i if i in node else found["index"]]
-            else:
-                break
-            depth += 1
+        depth += 1
     return depth
 
 

@@ -136,8 +136,9 @@ class SkipStreams:
     def __init__(self, generators: list[np.random.Generator], blocks: int, width: int, max_jump: int | None = None):
         self.blocks, self.width = int(blocks), int(width)
         self.states = np.array([state_of(g) for g in generators], dtype=np.uint64).reshape(-1, 4)
-        # strides 0 to width (or max_jump: :meth:`read_slots` jumps longer gaps in several strides)
-        self.jumps = jump_table(range(min(self.width, self.width if max_jump is None else int(max_jump)) + 1))
+        # strides 0 to width, or to max_jump: :meth:`read_slots` jumps longer gaps in several strides
+        longest = self.width if max_jump is None else min(self.width, int(max_jump))
+        self.jumps = jump_table(range(longest + 1))
         self._week = jump_table([self.blocks * self.width])
         if generators:
             _check_against_numpy(self.states[0], generators[0])
